@@ -1,0 +1,308 @@
+//! The server's configuration: the `config.yaml` that `labctl render` writes
+//! into `servers/mail.<domain>/` of the lab directory.
+//!
+//! This file is the contract between the orchestrator and the server: nothing
+//! is configured by code inside the containers. Relative paths are resolved
+//! against the folder that holds the config file, so one rendered lab
+//! directory works mounted at `/lab` in a container and in place on the host.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default SMTP line limit: RFC 5321 §4.5.3.1.6 (text line, 1000 octets with CRLF).
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 1000;
+/// Default message size limit (advertised with SIZE, RFC 1870).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
+/// Default simultaneous connections per client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 32;
+/// Default command timeout: RFC 5321 §4.5.3.2.7 asks for at least 5 minutes.
+pub const DEFAULT_COMMAND_TIMEOUT_SECS: u64 = 300;
+/// Default failed logins per client address per minute before AUTH is refused.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 5;
+/// Default IMAP literal size limit.
+pub const DEFAULT_MAX_LITERAL_SIZE: usize = 25 * 1024 * 1024;
+
+/// Errors of loading a configuration file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde_yaml said (field and line).
+        message: String,
+    },
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The server's host name, `mail.<domain>` (EHLO name, certificate name).
+    pub hostname: String,
+    /// The mail domain this server is the final destination for.
+    pub domain: String,
+    /// Where to listen.
+    pub listen: Listen,
+    /// Certificate, key and the lab CA.
+    pub tls: Tls,
+    /// The lab DNS server: every lookup goes there and nowhere else.
+    pub dns: Dns,
+    /// Data folder (Maildir, queue, transcripts, spam model). Relative to the config file.
+    pub data_dir: PathBuf,
+    /// Local mailboxes.
+    pub mailboxes: Vec<Mailbox>,
+    /// DKIM signing of submitted mail.
+    pub dkim: Dkim,
+    /// What to do with the results of SPF, DKIM and DMARC on inbound mail.
+    pub policy: Policy,
+    /// Outbound delivery (the queue).
+    pub relay: Relay,
+    /// Malware scanner.
+    pub scanner: Scanner,
+    /// Spam filter.
+    pub spam: Spam,
+    /// Protocol limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Listening address and ports. A port of 0 disables that listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Address the listeners bind to and outbound connections leave from.
+    pub address: IpAddr,
+    /// SMTP MX (RFC 5321), STARTTLS (RFC 3207).
+    pub smtp: u16,
+    /// Message submission (RFC 6409), STARTTLS.
+    pub submission: u16,
+    /// Submission over implicit TLS (RFC 8314).
+    pub submissions: u16,
+    /// IMAP with STARTTLS (RFC 3501).
+    pub imap: u16,
+    /// IMAP over implicit TLS (RFC 8314).
+    pub imaps: u16,
+    /// POP3 with STLS (RFC 1939, 2595).
+    pub pop3: u16,
+    /// POP3 over implicit TLS (RFC 8314).
+    pub pop3s: u16,
+}
+
+/// TLS material, PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Server certificate for `hostname`.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The lab CA, the only trust anchor for outbound TLS.
+    pub ca: PathBuf,
+}
+
+/// The lab DNS server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Address and port of the lab's authoritative DNS server.
+    pub server: SocketAddr,
+}
+
+/// One mailbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mailbox {
+    /// The full address, `user@domain`; also the login name.
+    pub address: String,
+    /// Argon2 PHC string of the password.
+    pub password_hash: String,
+}
+
+/// DKIM signing (RFC 6376).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    /// Selector: the key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// `rsa-sha256` or `ed25519-sha256`.
+    pub algorithm: String,
+    /// Private key, PEM (PKCS#1 or PKCS#8).
+    pub key: PathBuf,
+    /// Header fields to sign.
+    pub headers: Vec<String>,
+}
+
+/// What to do when a check fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Refuse with a permanent error (5xx).
+    Reject,
+    /// Refuse with a temporary error (4xx).
+    Tempfail,
+    /// Accept, add headers and raise the spam score.
+    Mark,
+    /// Accept as if the check had passed (only recorded in headers).
+    Accept,
+}
+
+/// Inbound authentication policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// SPF (RFC 7208) `fail` result.
+    pub spf_fail: Action,
+    /// SPF `softfail` result.
+    pub spf_softfail: Action,
+    /// SPF `temperror` result.
+    pub spf_temperror: Action,
+    /// Verify DKIM signatures on inbound mail at all.
+    pub dkim_verify: bool,
+    /// Signatures present and none valid (RFC 6376 §6.1).
+    pub dkim_invalid: Action,
+    /// Act on a DMARC (RFC 7489) `p=reject`/`p=quarantine` of the sender's domain.
+    pub dmarc_enforce: bool,
+}
+
+/// Outbound delivery through the queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    /// The port MX hosts listen on (25 in Docker; the port map's in the local runtime).
+    pub port: u16,
+    /// Refuse to deliver when the peer does not offer STARTTLS.
+    pub require_tls: bool,
+    /// Verify the peer certificate against the lab CA for the MX host name.
+    pub verify_certificate: bool,
+    /// Delays between attempts, in seconds; the last one repeats.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Give up (and send a DSN) after this many seconds in the queue.
+    pub max_age_secs: u64,
+}
+
+/// Malware scanner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scanner {
+    /// `builtin` (the rules shipped in the binary plus `rules_dir`), `clamd://ADDR:PORT`, or `off`.
+    pub engine: String,
+    /// Extra rule files from the lab directory (may be absent).
+    #[serde(default)]
+    pub rules_dir: Option<PathBuf>,
+}
+
+/// Spam filter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spam {
+    /// Run the spam filter at all.
+    pub enabled: bool,
+    /// Score at or above which a message is tagged and filed into `Junk`.
+    pub tag_threshold: f64,
+    /// Score at or above which a message is refused.
+    pub reject_threshold: f64,
+    /// Rules file overriding the shipped one (may be absent).
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+}
+
+/// Protocol limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Longest accepted line, CRLF included.
+    pub max_line_length: usize,
+    /// Largest accepted message.
+    pub max_message_size: usize,
+    /// Simultaneous connections per client address.
+    pub max_connections_per_ip: usize,
+    /// Seconds to wait for a command before `421`.
+    pub command_timeout_secs: u64,
+    /// Failed logins per client address per minute.
+    pub auth_failures_per_minute: u32,
+    /// Largest IMAP literal.
+    pub max_literal_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_line_length: DEFAULT_MAX_LINE_LENGTH,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            command_timeout_secs: DEFAULT_COMMAND_TIMEOUT_SECS,
+            auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
+            max_literal_size: DEFAULT_MAX_LITERAL_SIZE,
+        }
+    }
+}
+
+impl Limits {
+    /// The command timeout as a `Duration`.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+}
+
+impl Config {
+    /// Parses a configuration; `base` resolves relative paths (the config file's folder).
+    pub fn from_yaml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = origin.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.data_dir);
+        resolve(&mut self.tls.cert);
+        resolve(&mut self.tls.key);
+        resolve(&mut self.tls.ca);
+        resolve(&mut self.dkim.key);
+        if let Some(p) = self.scanner.rules_dir.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.spam.rules.as_mut() {
+            resolve(p);
+        }
+    }
+
+    /// The mailbox with this address (case-insensitive, RFC 5321 §2.4 lets the
+    /// domain be compared without case; the lab treats local parts the same way).
+    pub fn mailbox(&self, address: &str) -> Option<&Mailbox> {
+        self.mailboxes
+            .iter()
+            .find(|m| m.address.eq_ignore_ascii_case(address))
+    }
+}

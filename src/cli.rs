@@ -1,0 +1,287 @@
+//! The command line: plain data (clap derive). Nothing here acts; `main`
+//! dispatches each command to its module under `commands/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plan::RuntimeKind;
+
+/// labctl: a complete two-domain e-mail lab (CA, DNS, two mail servers), offline, in seconds.
+#[derive(Debug, Parser)]
+#[command(
+    name = "labctl",
+    version,
+    about,
+    after_help = "Examples:\n  labctl up --variant 7     bring the lab of variant 7 up on Docker\n  labctl verify             check every requirement of the assignment\n  labctl down               remove it again\n\nExit codes: 0 ok, 1 a check failed, 2 usage error, 3 environment problem."
+)]
+pub struct Cli {
+    /// Folder of extra variant files (NN.yaml) that add to or override the built-in ones.
+    #[arg(long, global = true, env = "LABCTL_VARIANTS", value_name = "DIR")]
+    pub variants_dir: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the variants of the assignment.
+    #[command(after_help = "Examples:\n  labctl variants\n  labctl variants --json")]
+    Variants {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the lab directory (CA, certificates, DKIM keys, zones, server configs) without starting anything.
+    #[command(
+        after_help = "Examples:\n  labctl render --variant 7\n  labctl render --variant 7 --dir /tmp/lab --fresh"
+    )]
+    Render(RenderArgs),
+    /// Render the lab and start it: DNS and both mail servers.
+    #[command(
+        after_help = "Examples:\n  labctl up --variant 7\n  labctl up --variant 7 --runtime local\n  labctl up --variant 3 --subnet 10.99.3.0/24"
+    )]
+    Up(UpArgs),
+    /// Show running labs.
+    #[command(after_help = "Examples:\n  labctl status\n  labctl status --variant 7 --json")]
+    Status {
+        /// Only this variant.
+        #[arg(long)]
+        variant: Option<u32>,
+        /// Print JSON (a stable schema, see README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every requirement of the assignment against the running lab.
+    #[command(
+        after_help = "Examples:\n  labctl verify\n  labctl verify --variant 7 --only R8 --only R9\n  labctl verify --junit report.xml"
+    )]
+    Verify {
+        /// The lab to check (default: the only one running).
+        #[arg(long)]
+        variant: Option<u32>,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "junit")]
+        json: bool,
+        /// Write a JUnit XML report to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Only these requirement ids (R1..R13).
+        #[arg(long, value_name = "ID")]
+        only: Vec<String>,
+        /// List the checks without running them.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Stop and remove a lab.
+    #[command(
+        after_help = "Examples:\n  labctl down\n  labctl down --variant 7 --purge\n  labctl down --all"
+    )]
+    Down {
+        /// The lab to remove.
+        #[arg(long, conflicts_with = "all")]
+        variant: Option<u32>,
+        /// Remove every lab.
+        #[arg(long)]
+        all: bool,
+        /// Also remove the data volumes and the lab directory.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show the logs of a lab's servers.
+    #[command(after_help = "Examples:\n  labctl logs\n  labctl logs mail.metal.com --follow")]
+    Logs {
+        /// The lab.
+        #[arg(long)]
+        variant: Option<u32>,
+        /// One server (`dns` or `mail.<domain>`).
+        server: Option<String>,
+        /// Keep printing new lines.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Show the SMTP conversations that carried a message, hop by hop.
+    #[command(
+        after_help = "Examples:\n  labctl trace\n  labctl trace --message-id '<abc@metal.com>'"
+    )]
+    Trace {
+        /// The lab.
+        #[arg(long)]
+        variant: Option<u32>,
+        /// The message (default: the last one).
+        #[arg(long)]
+        message_id: Option<String>,
+    },
+    /// Send a message by authenticated submission, printing the SMTP dialogue.
+    #[command(
+        after_help = "Examples:\n  labctl send --from gold@metal.com --to copper@zone07.org --subject Hello\n  labctl send --from gold@metal.com --to copper@zone07.org --eicar"
+    )]
+    Send(SendArgs),
+    /// Fetch a message over IMAPS and explain its headers.
+    #[command(
+        after_help = "Examples:\n  labctl inspect copper@zone07.org --last\n  labctl inspect copper@zone07.org --uid 3"
+    )]
+    Inspect {
+        /// The mailbox.
+        address: String,
+        /// The newest message (the default).
+        #[arg(long, conflicts_with = "uid")]
+        last: bool,
+        /// The message with this UID.
+        #[arg(long)]
+        uid: Option<u32>,
+        /// The lab.
+        #[arg(long)]
+        variant: Option<u32>,
+    },
+    /// Query the lab DNS.
+    #[command(
+        after_help = "Examples:\n  labctl dns metal.com MX\n  labctl dns lab._domainkey.metal.com TXT\n  labctl dns 10.77.7.11 PTR"
+    )]
+    Dns(DnsArgs),
+    /// Train the spam filter.
+    #[command(subcommand)]
+    Spam(SpamCommand),
+    /// Check that this machine is ready to run labs.
+    #[command(after_help = "Examples:\n  labctl doctor")]
+    Doctor,
+    /// Run the lab DNS server (the DNS container's entrypoint).
+    #[command(hide = true)]
+    ServeDns(ServeDnsArgs),
+    /// Run a mail server (the mail containers' entrypoint).
+    #[command(hide = true)]
+    ServeMail(ServeMailArgs),
+}
+
+/// Options of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Variant number.
+    #[arg(long)]
+    pub variant: u32,
+    /// Lab directory (default: ./lab-NN).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Regenerate the CA, keys and passwords.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Runtime the addresses are planned for.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Docker)]
+    pub runtime: RuntimeKind,
+    /// Lab subnet (a /24), default 10.77.N.0/24.
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Folder of templates overriding the built-in ones (same file names).
+    #[arg(long, value_name = "DIR", env = "LABCTL_TEMPLATES")]
+    pub templates: Option<PathBuf>,
+}
+
+/// Options of `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// What to render.
+    #[command(flatten)]
+    pub render: RenderArgs,
+    /// Recreate containers even if nothing changed.
+    #[arg(long)]
+    pub recreate: bool,
+    /// Keep what was created when `up` fails (for debugging).
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Seconds to wait until every service answers.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// Options of `send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Sender mailbox (its password is read from the lab's credentials).
+    #[arg(long)]
+    pub from: String,
+    /// Recipient.
+    #[arg(long)]
+    pub to: String,
+    /// Subject.
+    #[arg(long, default_value = "Hello from labctl")]
+    pub subject: String,
+    /// Body text.
+    #[arg(long, default_value = "This is a message sent with labctl send.")]
+    pub body: String,
+    /// Attach a file.
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Attach the EICAR anti-malware test file.
+    #[arg(long)]
+    pub eicar: bool,
+    /// Put the GTUBE spam test string in the body.
+    #[arg(long)]
+    pub gtube: bool,
+    /// The lab.
+    #[arg(long)]
+    pub variant: Option<u32>,
+}
+
+/// Options of `dns`.
+#[derive(Debug, Args)]
+pub struct DnsArgs {
+    /// The name (or an IPv4 address for PTR).
+    pub name: String,
+    /// Record type (A, MX, TXT, PTR, SRV, SOA, NS...).
+    #[arg(default_value = "A")]
+    pub record_type: String,
+    /// Ask this server instead of the running lab's.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub server: Option<SocketAddr>,
+    /// The lab.
+    #[arg(long)]
+    pub variant: Option<u32>,
+}
+
+/// `spam` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SpamCommand {
+    /// Train the classifier of a running lab's servers with messages.
+    #[command(
+        after_help = "Examples:\n  labctl spam train --spam junk1.eml junk2.eml\n  labctl spam train --ham newsletter.eml"
+    )]
+    Train {
+        /// The files are spam.
+        #[arg(long, conflicts_with = "ham", required_unless_present = "ham")]
+        spam: bool,
+        /// The files are ham.
+        #[arg(long)]
+        ham: bool,
+        /// Messages (RFC 5322 files).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The lab.
+        #[arg(long)]
+        variant: Option<u32>,
+    },
+}
+
+/// Options of `serve-dns`.
+#[derive(Debug, Args)]
+pub struct ServeDnsArgs {
+    /// Folder of BIND zone files (*.zone).
+    #[arg(long, value_name = "DIR")]
+    pub zones: PathBuf,
+    /// Address to listen on, UDP and TCP (may be given twice).
+    #[arg(long, value_name = "ADDR:PORT", required = true)]
+    pub listen: Vec<SocketAddr>,
+    /// Write one JSON line per query here.
+    #[arg(long, value_name = "FILE")]
+    pub query_log: Option<PathBuf>,
+}
+
+/// Options of `serve-mail`.
+#[derive(Debug, Args)]
+pub struct ServeMailArgs {
+    /// The server's config.yaml.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}

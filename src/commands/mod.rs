@@ -1,0 +1,32 @@
+//! One module per command; `run` dispatches.
+
+pub mod render;
+pub mod variants;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::exit;
+use crate::variant::Catalog;
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let catalog = || Catalog::load(cli.variants_dir.as_deref());
+    match cli.command {
+        Command::Variants { json } => variants::run(&catalog()?, json),
+        Command::Render(args) => render::run(&catalog()?, &args).map(|_| ExitCode::SUCCESS),
+        Command::Up(_) => Err(exit::not_implemented("up")),
+        Command::Status { .. } => Err(exit::not_implemented("status")),
+        Command::Verify { .. } => Err(exit::not_implemented("verify")),
+        Command::Down { .. } => Err(exit::not_implemented("down")),
+        Command::Logs { .. } => Err(exit::not_implemented("logs")),
+        Command::Trace { .. } => Err(exit::not_implemented("trace")),
+        Command::Send(_) => Err(exit::not_implemented("send")),
+        Command::Inspect { .. } => Err(exit::not_implemented("inspect")),
+        Command::Dns(_) => Err(exit::not_implemented("dns")),
+        Command::Spam(_) => Err(exit::not_implemented("spam train")),
+        Command::Doctor => Err(exit::not_implemented("doctor")),
+        Command::ServeDns(_) => Err(exit::not_implemented("serve-dns")),
+        Command::ServeMail(_) => Err(exit::not_implemented("serve-mail")),
+    }
+}

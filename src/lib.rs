@@ -1,0 +1,13 @@
+//! labctl as a library: variants, plan, PKI, rendering, runtimes, verify.
+//! The binary (`main.rs`) is a thin shell over [`commands::run`].
+//!
+//! The flow of a lab: variant -> plan -> rendered files -> runtime -> verify.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod pki;
+pub mod plan;
+pub mod render;
+pub mod variant;
