@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches.
 
 pub mod render;
+pub mod serve_mail;
 pub mod variants;
 
 use std::process::ExitCode;
@@ -27,6 +28,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
         Command::Doctor => Err(exit::not_implemented("doctor")),
         Command::ServeDns(_) => Err(exit::not_implemented("serve-dns")),
-        Command::ServeMail(_) => Err(exit::not_implemented("serve-mail")),
+        Command::ServeMail(args) => serve_mail::run(&args),
+    }
+}
+
+/// Logging of the servers: JSON lines on stderr (what `docker logs` shows),
+/// level from `RUST_LOG` (default `info`).
+pub fn init_server_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes on SIGTERM (docker stop) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -2,9 +2,17 @@
 //! DKIM/SPF/DMARC, the filter stage, the Maildir store, IMAP and POP3.
 //!
 //! `labctl serve-mail --config FILE` runs it; the config is the YAML that
-//! `labctl render` writes ([`config::Config`]).
+//! `labctl render` writes ([`config::Config`]). [`run`] is the entry point.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod config;
+pub mod error;
 pub mod filter;
+pub mod server;
 pub mod store;
+pub mod tls;
+pub mod transcript;
+
+pub use error::Error;
+pub use server::run;
