@@ -253,10 +253,17 @@ fn check_lab_dns(variant: u32) {
             nodata.assert_authoritative(&ctx);
             assert!(nodata.answer.is_empty(), "{ctx}: {nodata:?}");
             assert_eq!(nodata.authority[0].1, "SOA", "{ctx}: {nodata:?}");
+
+            // RFC 8020 §2: a name with names below it exists (empty non-terminal).
+            let ent = dig(server, tcp, &format!("_tcp.{d}"), "A");
+            assert_eq!(ent.status, "NOERROR", "{ctx}: {ent:?}");
+            assert!(ent.answer.is_empty(), "{ctx}: {ent:?}");
         }
 
         // Outside the lab: NXDOMAIN from the empty root zone, never REFUSED.
-        for outside in ["example.org", "www.example.org", "com"] {
+        // (Not a TLD of the lab: `com.` is an empty non-terminal of the root
+        // zone when ns.<d>.com has glue there, so NOERROR is right for it.)
+        for outside in ["example.org", "www.example.org", "invalid"] {
             let nx = dig(server, tcp, outside, "A");
             assert_eq!(nx.status, "NXDOMAIN", "{outside} over {how}: {nx:?}");
             nx.assert_authoritative(outside);

@@ -304,6 +304,23 @@ mod tests {
     }
 
     #[test]
+    fn quoted_strings_on_one_line_are_separate_txt_strings() {
+        // The form `labctl render` writes for DKIM keys (templates/domain.zone.j2).
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{ZONE}lab._domainkey IN TXT \"v=DKIM1; k=rsa; p=AB\" \"CD\"\n");
+        let zone = parse_file(&write(dir.path(), "lab.test.zone", &text)).unwrap();
+        let strings: Vec<&[u8]> = zone
+            .records
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.txt_data.iter().map(|s| &s[..]).collect()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(strings, [&b"v=DKIM1; k=rsa; p=AB"[..], b"CD"]);
+    }
+
+    #[test]
     fn a_folder_without_zones_and_duplicate_zones_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(load_dir(dir.path()), Err(Error::NoZones { .. })));
