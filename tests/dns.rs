@@ -549,7 +549,7 @@ fn dns_query_log_has_one_json_line_per_query() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let _guard = Guard {
+    let mut guard = Guard {
         child,
         name: "dns".into(),
     };
@@ -583,4 +583,20 @@ fn dns_query_log_has_one_json_line_per_query() {
     let client: SocketAddr = lines[1]["client"].as_str().unwrap().parse().unwrap();
     assert!(client.ip().is_loopback());
     assert!(lines[1]["time"].as_str().unwrap().ends_with('Z'));
+
+    // SIGTERM (docker stop) ends it cleanly.
+    let status = Command::new("kill")
+        .args(["-TERM", &guard.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = guard.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "serve-dns ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "serve-dns exited with {exit} on SIGTERM");
 }
