@@ -213,14 +213,26 @@ async fn deliver_domain(
     all(last)
 }
 
+/// A reply as text: `code x.y.z message` (RFC 3463 code when present).
+fn reply_text(r: &smtp_proto::Response<String>) -> String {
+    if r.esc[0] > 0 {
+        format!(
+            "{} {}.{}.{} {}",
+            r.code, r.esc[0], r.esc[1], r.esc[2], r.message
+        )
+    } else {
+        format!("{} {}", r.code, r.message)
+    }
+}
+
 /// An error before any recipient was answered: the whole attempt's outcome.
 fn conversation_error(e: mail_send::Error, step: &str) -> Outcome {
     match e {
         mail_send::Error::UnexpectedReply(r) if r.code() >= 500 => {
-            Outcome::Permanent(format!("{} {} (at {step})", r.code(), r.message()))
+            Outcome::Permanent(format!("{} (at {step})", reply_text(&r)))
         }
         mail_send::Error::UnexpectedReply(r) => {
-            Outcome::Temporary(format!("{} {} (at {step})", r.code(), r.message()))
+            Outcome::Temporary(format!("{} (at {step})", reply_text(&r)))
         }
         other => Outcome::Temporary(format!("451 4.4.2 {step}: {other}")),
     }
@@ -313,7 +325,7 @@ async fn converse<T: AsyncRead + AsyncWrite + Unpin>(
     // body is not extended by an empty line at every hop.
     let body = body.strip_suffix(b"\r\n").unwrap_or(body);
     let outcome = match client.data(body).await {
-        Ok(r) => Outcome::Delivered(format!("{} {}", r.code(), r.message())),
+        Ok(r) => Outcome::Delivered(reply_text(&r)),
         Err(e) => conversation_error(e, "DATA"),
     };
     let _ = client.quit().await;

@@ -239,17 +239,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// stuffing (RFC 5321 §4.5.2). Past the size limit the rest is read and
     /// dropped; `Ok(None)` then tells the caller to answer `552 5.3.4`
     /// (RFC 1870 §6), so memory stays bounded by the limit.
+    ///
+    /// Deviation (as mox): a bare LF inside the message is accepted and
+    /// stored as CRLF (RFC 5321 §2.3.8 forbids it, real clients send it),
+    /// but the end of data is only a `.` line between two CRLFs, so a
+    /// `<LF>.<LF>` cannot end the message early (SMTP smuggling).
     pub async fn read_data(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         let limit = self.params.max_size;
         let mut message = Vec::with_capacity(8192);
         let mut too_big = false;
         let mut at_line_start = true;
+        let mut prev_crlf = true;
+        let push = |message: &mut Vec<u8>, too_big: &mut bool, bytes: &[u8]| {
+            if *too_big {
+                return;
+            }
+            if message.len() + bytes.len() > limit {
+                *too_big = true;
+                *message = Vec::new();
+            } else {
+                message.extend_from_slice(bytes);
+            }
+        };
         loop {
             let mut start = 0;
             while let Some(off) = self.inbuf[start..].iter().position(|&b| b == b'\n') {
                 let end = start + off + 1;
                 let line = &self.inbuf[start..end];
-                if at_line_start && (line == b".\r\n" || line == b".\n") {
+                let crlf = line.ends_with(b"\r\n");
+                if at_line_start && prev_crlf && line == b".\r\n" {
                     self.inbuf.drain(..end);
                     return Ok(if too_big { None } else { Some(message) });
                 }
@@ -258,15 +276,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 } else {
                     line
                 };
-                if !too_big {
-                    if message.len() + line.len() > limit {
-                        too_big = true;
-                        message = Vec::new();
-                    } else {
-                        message.extend_from_slice(line);
-                    }
+                if crlf {
+                    push(&mut message, &mut too_big, line);
+                } else {
+                    push(&mut message, &mut too_big, &line[..line.len() - 1]);
+                    push(&mut message, &mut too_big, b"\r\n");
                 }
                 at_line_start = true;
+                prev_crlf = crlf;
                 start = end;
             }
             // A long partial line: move it out so the buffer stays small.
@@ -277,16 +294,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 } else {
                     rest
                 };
-                if !too_big {
-                    if message.len() + rest.len() > limit {
-                        too_big = true;
-                        message = Vec::new();
-                    } else {
-                        message.extend_from_slice(rest);
-                    }
-                }
+                // Keep a trailing CR with the next chunk (it may start a CRLF).
+                let keep = usize::from(rest.last() == Some(&b'\r'));
+                push(&mut message, &mut too_big, &rest[..rest.len() - keep]);
                 at_line_start = false;
-                start = self.inbuf.len();
+                start = self.inbuf.len() - keep;
             }
             self.inbuf.drain(..start);
             self.fill().await?;
