@@ -7,8 +7,11 @@
 
 pub mod accounts;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod filter;
+pub mod imap;
+pub mod pop3;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -97,6 +97,9 @@ pub struct Context {
     pub store: Store,
     /// Session transcripts.
     pub transcripts: Transcripts,
+    /// The spam filter's training hook for messages moved into or out of
+    /// `Junk` over IMAP (`None`: no training).
+    pub junk_training: Option<Arc<dyn crate::filter::JunkTraining>>,
     connections: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -134,6 +137,7 @@ impl Context {
             accounts: Accounts::new(&config),
             store: Store::new(config.data_dir.join("mail"), config.hostname.clone()),
             transcripts,
+            junk_training: None,
             connections: Mutex::new(HashMap::new()),
             config,
         })
@@ -186,8 +190,8 @@ pub type Handler =
 fn handler(service: Service) -> Option<Handler> {
     match service {
         Service::Smtp | Service::Submission | Service::Submissions => None,
-        Service::Imap | Service::Imaps => None,
-        Service::Pop3 | Service::Pop3s => None,
+        Service::Imap | Service::Imaps => Some(crate::imap::handler),
+        Service::Pop3 | Service::Pop3s => Some(crate::pop3::handler),
     }
 }
 
