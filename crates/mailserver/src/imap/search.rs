@@ -94,11 +94,12 @@ fn load(raw: &[u8]) -> Content {
         }
         if encoded_body {
             for part in msg.parts.iter() {
-                if part.is_text() && part.content_transfer_encoding().is_some() {
-                    if let Some(t) = part.text_contents() {
-                        c.body.push(b'\n');
-                        c.body.extend_from_slice(t.to_lowercase().as_bytes());
-                    }
+                if part.is_text()
+                    && part.content_transfer_encoding().is_some()
+                    && let Some(t) = part.text_contents()
+                {
+                    c.body.push(b'\n');
+                    c.body.extend_from_slice(t.to_lowercase().as_bytes());
                 }
             }
         }

@@ -250,6 +250,20 @@ impl FolderIndex {
         }
     }
 
+    /// Loads the index on first use (our own changes keep it current).
+    pub(crate) fn ensure_loaded(&mut self) -> Result<(), StoreError> {
+        if !self.loaded {
+            self.sync(false)?;
+        }
+        Ok(())
+    }
+
+    /// The path of message `uid` as the index knows it.
+    pub(crate) fn path_for(&self, uid: u32) -> Option<PathBuf> {
+        let i = self.messages.binary_search_by_key(&uid, |m| m.uid).ok()?;
+        Some(self.path_of(&self.messages[i]))
+    }
+
     /// Brings the index up to date with the folder on disk.
     pub(crate) fn sync(&mut self, force: bool) -> Result<Snapshot, StoreError> {
         let mut force = force;

@@ -84,7 +84,7 @@ impl Store {
         let mut done = Vec::new();
         {
             let mut index = index.lock().expect("folder lock");
-            index.sync(false)?;
+            index.ensure_loaded()?;
             for &(uid, flags) in changes {
                 if index.set_flags(uid, flags)? {
                     done.push(uid);
@@ -108,7 +108,7 @@ impl Store {
         let index = self.index(&dir);
         let removed = {
             let mut index = index.lock().expect("folder lock");
-            index.sync(false)?;
+            index.ensure_loaded()?;
             index.expunge(uids)?
         };
         if !removed.is_empty() {
@@ -127,12 +127,14 @@ impl Store {
         let dir = self.existing(address, folder)?;
         let index = self.index(&dir);
         let mut index = index.lock().expect("folder lock");
+        index.ensure_loaded()?;
         for attempt in 0..2 {
-            let snap = index.sync(attempt > 0)?;
-            let Ok(i) = snap.messages.binary_search_by_key(&uid, |m| m.uid) else {
+            if attempt > 0 {
+                index.sync(true)?;
+            }
+            let Some(path) = index.path_for(uid) else {
                 return Ok(None);
             };
-            let path = index.path_of(&snap.messages[i]);
             match fs::read(&path) {
                 Ok(bytes) => return Ok(Some(bytes)),
                 // Renamed by a flag change elsewhere: rescan once.
@@ -152,6 +154,11 @@ impl Store {
         date: Option<i64>,
     ) -> Result<u32, StoreError> {
         Self::ensure_maildir(dir)?;
+        // Load the index before the file appears, so a first scan cannot
+        // number it too; hold the folder lock until it is indexed.
+        let index = self.index(dir);
+        let mut index = index.lock().expect("folder lock");
+        index.ensure_loaded()?;
         let size = match &source {
             Source::Bytes(b) => b.len() as u64,
             Source::File(_, size) => *size,
@@ -189,9 +196,6 @@ impl Store {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let index = self.index(dir);
-        let mut index = index.lock().expect("folder lock");
-        index.sync(false)?;
         index.add(base, file, size, date)
     }
 
