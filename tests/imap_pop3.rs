@@ -444,7 +444,7 @@ fn arbitrary(rng: &mut Rng) -> Vec<u8> {
     let mut out = Vec::new();
     let len = rng.next() % 64;
     for _ in 0..len {
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             out.extend_from_slice(PIECES[(rng.next() % 16) as usize]);
         } else {
             let n = rng.next() % 40;
