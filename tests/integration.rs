@@ -3,5 +3,6 @@
 
 mod common;
 mod dns;
+mod imap_pop3;
 mod render;
 mod smtp;
