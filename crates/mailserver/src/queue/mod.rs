@@ -10,7 +10,7 @@
 //! restart finds every record and resumes.
 
 mod dsn;
-mod no_verify;
+pub(crate) mod no_verify;
 pub mod worker;
 
 use std::collections::HashSet;

@@ -106,6 +106,6 @@ mod tests {
         let m = b"From: a@b\r\nmessage-id: <x@y>\r\n\r\nDate: body\r\n";
         assert!(has_header(m, "Message-ID"));
         assert!(!has_header(m, "Date"));
-        assert_eq!(header_end(m), Some(33));
+        assert_eq!(header_end(m), Some(32));
     }
 }

@@ -21,6 +21,8 @@ pub mod reply;
 mod sasl;
 pub mod session;
 mod submission;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
