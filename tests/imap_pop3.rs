@@ -557,3 +557,107 @@ fn huge_literal_long_line_and_connection_limit() {
         );
     });
 }
+
+/// Records what the IMAP side hands to the spam filter's training hook.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(usize, bool)>>);
+
+impl mailserver::filter::JunkTraining for Recorder {
+    fn learn(&self, message: &[u8], spam: bool) {
+        self.0.lock().unwrap().push((message.len(), spam));
+    }
+}
+
+/// Sends one command and reads up to its tagged reply.
+async fn command<S>(s: &mut S, tag: &str, line: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !line.is_empty() {
+        s.write_all(format!("{tag} {line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+    }
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+            .await
+            .expect("reply timeout")
+            .unwrap();
+        assert!(
+            n == 1,
+            "connection closed: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.push(b[0]);
+        if out.ends_with(b"\r\n") {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let last = text
+                .trim_end()
+                .rsplit("\r\n")
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if last.starts_with(&format!("{tag} ")) {
+                return text;
+            }
+        }
+    }
+}
+
+/// MOVE into `Junk` trains spam, MOVE out of it trains ham (the filters
+/// issue plugs its classifier into `Context::junk_training`).
+#[test]
+fn moving_into_and_out_of_junk_calls_the_training_hook() {
+    let lab = LocalLab::render(7);
+    let (user, pw) = lab.mailbox(0, 0);
+    deliver(&lab, &user, 1, PLAIN);
+    let config = mailserver::config::Config::load(
+        &lab.path()
+            .join(format!("servers/mail.{}/config.yaml", lab.domain(0))),
+    )
+    .unwrap();
+    let mut ctx = mailserver::server::Context::new(config).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    ctx.junk_training = Some(recorder.clone());
+    let ctx = Arc::new(ctx);
+    let host = format!("mail.{}", lab.domain(0));
+    let peer: std::net::SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        tokio::spawn(mailserver::imap::serve(ctx, server, peer, false, true));
+        assert!(command(&mut client, "*", "").await.starts_with("* OK"));
+        assert!(command(&mut client, "a", "STARTTLS").await.contains("a OK"));
+        let connector = tokio_rustls::TlsConnector::from(
+            mailserver::tls::client_config(&lab.ca_cert()).unwrap(),
+        );
+        let name = rustls_pki_types::ServerName::try_from(host).unwrap();
+        let mut tls = connector.connect(name, client).await.unwrap();
+        let login = command(&mut tls, "b", &format!("LOGIN \"{user}\" \"{pw}\"")).await;
+        assert!(login.contains("b OK"), "{login}");
+        command(&mut tls, "c", "CREATE Junk").await;
+        assert!(
+            command(&mut tls, "d", "SELECT INBOX")
+                .await
+                .contains("d OK")
+        );
+        let moved = command(&mut tls, "e", "MOVE 1 Junk").await;
+        assert!(
+            moved.contains("e OK") && moved.contains("COPYUID"),
+            "{moved}"
+        );
+        assert_eq!(*recorder.0.lock().unwrap(), vec![(PLAIN.len(), true)]);
+        assert!(command(&mut tls, "f", "SELECT Junk").await.contains("f OK"));
+        let back = command(&mut tls, "g", "UID MOVE 1:* INBOX").await;
+        assert!(back.contains("g OK"), "{back}");
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            vec![(PLAIN.len(), true), (PLAIN.len(), false)]
+        );
+        command(&mut tls, "h", "LOGOUT").await;
+    });
+}
