@@ -217,6 +217,17 @@ fn imaplib_session_idle_and_restart_persistence() {
         IMAP_SESSION,
         &[&ip, &p993, &p143, &ca, &host, &user, &pw, &newdir],
     );
+    // Transcripts: the TLS upgrade is marked, the password never written.
+    let log = fs::read_to_string(lab.data_dir(0).join("transcripts/imap.jsonl")).unwrap();
+    assert!(
+        log.contains("STARTTLS TLS1."),
+        "no TLS upgrade in the transcript"
+    );
+    assert!(
+        log.contains("LOGIN") && log.contains("***"),
+        "no redacted LOGIN"
+    );
+    assert!(!log.contains(&pw), "the password is in the IMAP transcript");
     let state = |_: ()| -> Value {
         serde_json::from_str(&py(IMAP_STATE, &[&ip, &p993, &ca, &host, &user, &pw])).unwrap()
     };
@@ -332,6 +343,12 @@ fn poplib_session_lock_and_deletion_on_quit() {
         ],
     );
     assert_eq!(out.trim(), "ok");
+    let log = fs::read_to_string(lab.data_dir(0).join("transcripts/pop3.jsonl")).unwrap();
+    assert!(
+        log.contains("PASS ***") && log.contains("STLS TLS1."),
+        "{log}"
+    );
+    assert!(!log.contains(&pw), "the password is in the POP3 transcript");
     assert_eq!(
         fs::read_dir(maildir(&lab, &user).join("cur"))
             .unwrap()

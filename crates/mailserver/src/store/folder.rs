@@ -423,7 +423,13 @@ impl FolderIndex {
         Ok(removed)
     }
 
+    /// Writes the UID map now (after a batch of [`FolderIndex::add`]s).
+    pub(crate) fn save(&self) -> Result<(), StoreError> {
+        self.write_uidlist()
+    }
+
     /// Adds a file already placed in `cur/` under `file`; returns its UID.
+    /// The UID map is written by the caller ([`FolderIndex::save`]).
     pub(crate) fn add(
         &mut self,
         base: String,
@@ -441,7 +447,6 @@ impl FolderIndex {
             base,
             file,
         });
-        self.write_uidlist()?;
         Ok(uid)
     }
 
