@@ -318,6 +318,74 @@ p.quit()
 print('ok')
 "#;
 
+const TWO_SESSIONS: &str = r#"
+import imaplib, ssl, sys, socket, time, os
+ip, port993, ca, host, user, pw, newdir = sys.argv[1:8]
+ctx = ssl.create_default_context(cafile=ca)
+class IMAP4_SSL_IP(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((ip, int(self.port)), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=host)
+a = IMAP4_SSL_IP(host, int(port993), ssl_context=ctx); a.login(user, pw)
+b = IMAP4_SSL_IP(host, int(port993), ssl_context=ctx); b.login(user, pw)
+assert a.select('INBOX')[1] == [b'2'] and b.select('INBOX')[1] == [b'2']
+# A flags message 1: B sees FETCH FLAGS at NOOP.
+a.store('1', '+FLAGS', '(\\Flagged)')
+typ, data = b.noop()
+fetch = b.untagged_responses.pop('FETCH', [])
+assert any(b'\\Flagged' in f for f in fetch), (fetch, b.untagged_responses)
+# A expunges message 1: B sees EXPUNGE at NOOP.
+a.store('1', '+FLAGS', '(\\Deleted)'); a.expunge()
+b.noop()
+assert b.untagged_responses.pop('EXPUNGE', []) == [b'1'], b.untagged_responses
+# A changes flags while B idles: B wakes with the FETCH.
+tag = b._new_tag()
+b.send(tag + b' IDLE\r\n')
+assert b.readline().startswith(b'+')
+a.store('1', '+FLAGS', '(\\Answered)')
+b.sock.settimeout(5)
+line = b.readline()
+assert line.startswith(b'* 1 FETCH') and b'\\Answered' in line, line
+b.send(b'DONE\r\n')
+while not b.readline().startswith(tag):
+    pass
+b.sock.settimeout(None)
+# A delivery: both see EXISTS at NOOP, and the new message is \Recent in one only.
+name = '1790000555.M5P5Q5.two,S=20'
+with open(os.path.join(newdir, '..', 'tmp', name), 'wb') as f:
+    f.write(b'Subject: two\r\n\r\nx\r\n')
+os.rename(os.path.join(newdir, '..', 'tmp', name), os.path.join(newdir, name))
+a.untagged_responses.clear(); b.untagged_responses.clear()
+a.noop(); b.noop()
+assert a.untagged_responses.get('EXISTS') == [b'2'], a.untagged_responses
+assert b.untagged_responses.get('EXISTS') == [b'2'], b.untagged_responses
+# A already had message 2 as \Recent (it selected first); the new one is
+# \Recent in exactly one of the two sessions.
+recent = [int(x.untagged_responses['RECENT'][-1]) for x in (a, b)]
+assert sum(recent) == 2, recent
+a.logout(); b.logout()
+print('ok')
+"#;
+
+/// Two sessions on one folder stay consistent (RFC 3501 §5.2, §7.4.1).
+#[test]
+fn two_imap_sessions_stay_consistent() {
+    let lab = LocalLab::render(7);
+    let (user, pw) = lab.mailbox(0, 0);
+    deliver(&lab, &user, 1, PLAIN);
+    deliver(&lab, &user, 2, MULTIPART);
+    let host = format!("mail.{}", lab.domain(0));
+    let ip = host_ip(&lab);
+    let ca = lab.ca_cert().display().to_string();
+    let newdir = maildir(&lab, &user).join("new").display().to_string();
+    let _server = lab.spawn_mail_waiting_for(0, &["imaps"]);
+    let out = py(
+        TWO_SESSIONS,
+        &[&ip, &port(&lab, "imaps"), &ca, &host, &user, &pw, &newdir],
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
 /// The Done-when list for POP3: poplib over 995 and 110+STLS.
 #[test]
 fn poplib_session_lock_and_deletion_on_quit() {
