@@ -154,7 +154,7 @@ m.send(tag + b' IDLE\r\n')
 line = m.readline()
 assert line.startswith(b'+'), line
 time.sleep(0.3)
-name = '1790000999.M9P9Q9.idle,S=30'
+name = '1790000999.M9P9Q9.idle,S=28'
 with open(os.path.join(newdir, '..', 'tmp', name), 'wb') as f:
     f.write(b'Subject: during idle\r\n\r\nhi\r\n')
 start = time.time()
@@ -351,7 +351,7 @@ while not b.readline().startswith(tag):
     pass
 b.sock.settimeout(None)
 # A delivery: both see EXISTS at NOOP, and the new message is \Recent in one only.
-name = '1790000555.M5P5Q5.two,S=20'
+name = '1790000555.M5P5Q5.two,S=19'
 with open(os.path.join(newdir, '..', 'tmp', name), 'wb') as f:
     f.write(b'Subject: two\r\n\r\nx\r\n')
 os.rename(os.path.join(newdir, '..', 'tmp', name), os.path.join(newdir, name))

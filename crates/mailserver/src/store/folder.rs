@@ -325,6 +325,12 @@ impl FolderIndex {
         let mut fresh: Vec<(i64, String, String, u64)> = found
             .into_iter()
             .map(|(base, file)| {
+                // Maildir names start with the delivery time and carry
+                // `,S=<size>` (as Dovecot trusts them): no stat needed.
+                let named_date = base.split('.').next().and_then(|t| t.parse::<i64>().ok());
+                if let (Some(date), Some(size)) = (named_date, size_from_name(&base)) {
+                    return (date, base, file, size);
+                }
                 let meta = fs::metadata(cur_dir.join(&file)).ok();
                 let date = meta
                     .as_ref()
