@@ -52,17 +52,15 @@ const IDLE_POLL: Duration = Duration::from_millis(400);
 /// How many ENVELOPEs [`EnvelopeCache`] keeps before it starts over.
 const ENVELOPE_CACHE_MAX: usize = 200_000;
 
+/// The cached ENVELOPEs of one folder by (UIDVALIDITY, UID).
+type FolderEnvelopes = std::collections::HashMap<(u32, u32), Arc<Envelope<'static>>>;
+
 /// Parsed ENVELOPEs by folder, UIDVALIDITY and UID, shared by all sessions
 /// (a message never changes under its UID, RFC 3501 §2.3.1.1), so a client
 /// listing a large folder again does not read and parse every file again.
 #[derive(Debug, Default)]
 pub struct EnvelopeCache {
-    folders: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            std::collections::HashMap<(u32, u32), Arc<Envelope<'static>>>,
-        >,
-    >,
+    folders: std::sync::Mutex<std::collections::HashMap<String, FolderEnvelopes>>,
     entries: std::sync::atomic::AtomicUsize,
 }
 

@@ -282,7 +282,7 @@ impl FolderIndex {
         }
         super::Store::ensure_maildir(&self.dir)?;
         // Maildir: a reader moves new/ into cur/ and appends the info.
-        let mut arrived_bases = Vec::new();
+        let mut arrived_bases = std::collections::HashSet::new();
         for entry in fs::read_dir(&new_dir).map_err(io("read", &new_dir))? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -292,7 +292,9 @@ impl FolderIndex {
             let base = name.split(':').next().unwrap_or(&name).to_string();
             let target = cur_dir.join(format!("{base}:2,"));
             match fs::rename(entry.path(), &target) {
-                Ok(()) => arrived_bases.push(base),
+                Ok(()) => {
+                    arrived_bases.insert(base);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("rename", &target)(e)),
             }
