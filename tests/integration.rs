@@ -5,3 +5,4 @@ mod common;
 mod dns;
 mod imap_pop3;
 mod render;
+mod smtp;
