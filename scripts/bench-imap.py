@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """IMAP benchmark (issue 6): SELECT, FETCH 1:* (FLAGS ENVELOPE) and
 UID SEARCH TEXT on a 10,000-message INBOX, in milliseconds, measured with
-Python's imaplib over IMAPS against `labctl serve-mail`.
+Python's imaplib over IMAPS against `labctl serve-mail` and, when Debian's
+dovecot-imapd is installed, against Dovecot on a copy of the same Maildir
+(same certificate, same client, same loopback).
 
 Usage: scripts/bench-imap.py [LABCTL] [N]   (run by `make bench`)
 """
@@ -47,20 +49,113 @@ def main():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port = srv["ports"]["imaps"]
-        for _ in range(200):
-            try:
-                socket.create_connection((srv["ip"], port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        ctx = ssl.create_default_context(cafile=os.path.join(lab, "ca", "ca.crt"))
+        ca = os.path.join(lab, "ca", "ca.crt")
+        ours = measure(srv["ip"], port, host, ca, user, pw)
+    finally:
+        proc.terminate()
+        proc.wait()
+    theirs = None
+    if os.path.exists("/usr/sbin/dovecot"):
+        theirs = dovecot(tmp, lab, host, maildir, ca)
+    print(f"IMAP, {N} messages, imaplib over TLS, median of {ROUNDS} (ms):")
+    print(f"  {'':32} {'maillab':>9} {'dovecot':>9}")
+    for k, v in ours.items():
+        d = f"{statistics.median(theirs[k]):9.1f}" if theirs else "      n/a"
+        print(f"  {k:32} {statistics.median(v):9.1f} {d}")
+    if not theirs:
+        print("  (dovecot: apt-get install dovecot-imapd for the comparison)")
+    subprocess.run(["rm", "-rf", tmp])
 
-        class Client(imaplib.IMAP4_SSL):
-            def _create_socket(self, timeout):
-                s = socket.create_connection((srv["ip"], port), timeout)
-                return self.ssl_context.wrap_socket(s, server_hostname=host)
 
-        m = Client(srv["ip"], port, ssl_context=ctx)
+def dovecot(tmp, lab, host, maildir, ca):
+    """Dovecot 2.3 from Debian on a copy of the Maildir (mail processes as nobody), TLS on a loopback port."""
+    base = os.path.join(tmp, "dovecot")
+    mail = os.path.join(base, "Maildir")
+    os.makedirs(os.path.join(base, "run"))
+    subprocess.run(["cp", "-r", os.path.join(maildir), mail], check=True)
+    # Put everything back into new/ with the original names: Dovecot indexes from scratch.
+    for name in os.listdir(os.path.join(mail, "cur")):
+        os.rename(os.path.join(mail, "cur", name), os.path.join(mail, "new", name.split(":")[0]))
+    for f in os.listdir(mail):
+        if f.startswith("maillab"):
+            os.remove(os.path.join(mail, f))
+    os.chmod(tmp, 0o755)  # Dovecot's auth process runs as user dovecot
+    os.chmod(base, 0o755)
+    with open(os.path.join(base, "passwd"), "w") as f:
+        f.write("bench:{PLAIN}bench\n")
+    cert = os.path.join(lab, "certs", f"{host}.crt")
+    key = os.path.join(lab, "certs", f"{host}.key")
+    ip, port = "127.211.8.1", 11993
+    os.makedirs(os.path.join(base, "home"))
+    for d in (mail, os.path.join(base, "home")):  # mail processes run as nobody
+        for root, dirs, files in os.walk(d):
+            for x in [root] + [os.path.join(root, y) for y in dirs + files]:
+                os.chown(x, 65534, 65534)
+    conf = os.path.join(base, "dovecot.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+base_dir = {base}/run
+state_dir = {base}/state
+log_path = {base}/dovecot.log
+protocols = imap
+listen = {ip}
+ssl = required
+ssl_cert = <{cert}
+ssl_key = <{key}
+mail_location = maildir:{mail}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {base}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={base}/home
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+""")
+    proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", conf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return measure(ip, port, host, ca, "bench", "bench")
+    except Exception as e:  # the comparison is optional: say why it is missing
+        print(f"dovecot comparison failed: {e}; log:")
+        print(open(os.path.join(base, "dovecot.log")).read()[-1500:])
+        return None
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def measure(ip, port, host, ca, user, pw):
+    for _ in range(200):
+        try:
+            socket.create_connection((ip, port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    ctx = ssl.create_default_context(cafile=ca)
+
+    class Client(imaplib.IMAP4_SSL):
+        def _create_socket(self, timeout):
+            s = socket.create_connection((ip, port), timeout)
+            return self.ssl_context.wrap_socket(s, server_hostname=host)
+
+    if True:
+        m = Client(host, port, ssl_context=ctx)
         m.login(user, pw)
         t = time.perf_counter()
         typ, data = m.select("INBOX")
@@ -77,13 +172,7 @@ def main():
             results.setdefault("UID SEARCH TEXT", []).append((time.perf_counter() - t) * 1000)
             assert len(data[0].split()) == N // 100, data
         m.logout()
-        print(f"maillab IMAP, {N} messages, imaplib over TLS, median of {ROUNDS} (ms):")
-        for k, v in results.items():
-            print(f"  {k:32} {statistics.median(v):9.1f}")
-    finally:
-        proc.terminate()
-        proc.wait()
-        subprocess.run(["rm", "-rf", tmp])
+    return results
 
 
 if __name__ == "__main__":

@@ -154,7 +154,7 @@ m.send(tag + b' IDLE\r\n')
 line = m.readline()
 assert line.startswith(b'+'), line
 time.sleep(0.3)
-name = '1790000999.M9P9Q9.idle,S=30'
+name = '1790000999.M9P9Q9.idle,S=28'
 with open(os.path.join(newdir, '..', 'tmp', name), 'wb') as f:
     f.write(b'Subject: during idle\r\n\r\nhi\r\n')
 start = time.time()
@@ -217,6 +217,17 @@ fn imaplib_session_idle_and_restart_persistence() {
         IMAP_SESSION,
         &[&ip, &p993, &p143, &ca, &host, &user, &pw, &newdir],
     );
+    // Transcripts: the TLS upgrade is marked, the password never written.
+    let log = fs::read_to_string(lab.data_dir(0).join("transcripts/imap.jsonl")).unwrap();
+    assert!(
+        log.contains("STARTTLS TLS1."),
+        "no TLS upgrade in the transcript"
+    );
+    assert!(
+        log.contains("LOGIN") && log.contains("***"),
+        "no redacted LOGIN"
+    );
+    assert!(!log.contains(&pw), "the password is in the IMAP transcript");
     let state = |_: ()| -> Value {
         serde_json::from_str(&py(IMAP_STATE, &[&ip, &p993, &ca, &host, &user, &pw])).unwrap()
     };
@@ -307,6 +318,74 @@ p.quit()
 print('ok')
 "#;
 
+const TWO_SESSIONS: &str = r#"
+import imaplib, ssl, sys, socket, time, os
+ip, port993, ca, host, user, pw, newdir = sys.argv[1:8]
+ctx = ssl.create_default_context(cafile=ca)
+class IMAP4_SSL_IP(imaplib.IMAP4_SSL):
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((ip, int(self.port)), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=host)
+a = IMAP4_SSL_IP(host, int(port993), ssl_context=ctx); a.login(user, pw)
+b = IMAP4_SSL_IP(host, int(port993), ssl_context=ctx); b.login(user, pw)
+assert a.select('INBOX')[1] == [b'2'] and b.select('INBOX')[1] == [b'2']
+# A flags message 1: B sees FETCH FLAGS at NOOP.
+a.store('1', '+FLAGS', '(\\Flagged)')
+typ, data = b.noop()
+fetch = b.untagged_responses.pop('FETCH', [])
+assert any(b'\\Flagged' in f for f in fetch), (fetch, b.untagged_responses)
+# A expunges message 1: B sees EXPUNGE at NOOP.
+a.store('1', '+FLAGS', '(\\Deleted)'); a.expunge()
+b.noop()
+assert b.untagged_responses.pop('EXPUNGE', []) == [b'1'], b.untagged_responses
+# A changes flags while B idles: B wakes with the FETCH.
+tag = b._new_tag()
+b.send(tag + b' IDLE\r\n')
+assert b.readline().startswith(b'+')
+a.store('1', '+FLAGS', '(\\Answered)')
+b.sock.settimeout(5)
+line = b.readline()
+assert line.startswith(b'* 1 FETCH') and b'\\Answered' in line, line
+b.send(b'DONE\r\n')
+while not b.readline().startswith(tag):
+    pass
+b.sock.settimeout(None)
+# A delivery: both see EXISTS at NOOP, and the new message is \Recent in one only.
+name = '1790000555.M5P5Q5.two,S=19'
+with open(os.path.join(newdir, '..', 'tmp', name), 'wb') as f:
+    f.write(b'Subject: two\r\n\r\nx\r\n')
+os.rename(os.path.join(newdir, '..', 'tmp', name), os.path.join(newdir, name))
+a.untagged_responses.clear(); b.untagged_responses.clear()
+a.noop(); b.noop()
+assert a.untagged_responses.get('EXISTS') == [b'2'], a.untagged_responses
+assert b.untagged_responses.get('EXISTS') == [b'2'], b.untagged_responses
+# A already had message 2 as \Recent (it selected first); the new one is
+# \Recent in exactly one of the two sessions.
+recent = [int(x.untagged_responses['RECENT'][-1]) for x in (a, b)]
+assert sum(recent) == 2, recent
+a.logout(); b.logout()
+print('ok')
+"#;
+
+/// Two sessions on one folder stay consistent (RFC 3501 §5.2, §7.4.1).
+#[test]
+fn two_imap_sessions_stay_consistent() {
+    let lab = LocalLab::render(7);
+    let (user, pw) = lab.mailbox(0, 0);
+    deliver(&lab, &user, 1, PLAIN);
+    deliver(&lab, &user, 2, MULTIPART);
+    let host = format!("mail.{}", lab.domain(0));
+    let ip = host_ip(&lab);
+    let ca = lab.ca_cert().display().to_string();
+    let newdir = maildir(&lab, &user).join("new").display().to_string();
+    let _server = lab.spawn_mail_waiting_for(0, &["imaps"]);
+    let out = py(
+        TWO_SESSIONS,
+        &[&ip, &port(&lab, "imaps"), &ca, &host, &user, &pw, &newdir],
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
 /// The Done-when list for POP3: poplib over 995 and 110+STLS.
 #[test]
 fn poplib_session_lock_and_deletion_on_quit() {
@@ -332,6 +411,12 @@ fn poplib_session_lock_and_deletion_on_quit() {
         ],
     );
     assert_eq!(out.trim(), "ok");
+    let log = fs::read_to_string(lab.data_dir(0).join("transcripts/pop3.jsonl")).unwrap();
+    assert!(
+        log.contains("PASS ***") && log.contains("STLS TLS1."),
+        "{log}"
+    );
+    assert!(!log.contains(&pw), "the password is in the POP3 transcript");
     assert_eq!(
         fs::read_dir(maildir(&lab, &user).join("cur"))
             .unwrap()
@@ -555,5 +640,109 @@ fn huge_literal_long_line_and_connection_limit() {
             "{}",
             String::from_utf8_lossy(&out)
         );
+    });
+}
+
+/// Records what the IMAP side hands to the spam filter's training hook.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(usize, bool)>>);
+
+impl mailserver::filter::JunkTraining for Recorder {
+    fn learn(&self, message: &[u8], spam: bool) {
+        self.0.lock().unwrap().push((message.len(), spam));
+    }
+}
+
+/// Sends one command and reads up to its tagged reply.
+async fn command<S>(s: &mut S, tag: &str, line: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !line.is_empty() {
+        s.write_all(format!("{tag} {line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+    }
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+            .await
+            .expect("reply timeout")
+            .unwrap();
+        assert!(
+            n == 1,
+            "connection closed: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.push(b[0]);
+        if out.ends_with(b"\r\n") {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            let last = text
+                .trim_end()
+                .rsplit("\r\n")
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if last.starts_with(&format!("{tag} ")) {
+                return text;
+            }
+        }
+    }
+}
+
+/// MOVE into `Junk` trains spam, MOVE out of it trains ham (the filters
+/// issue plugs its classifier into `Context::junk_training`).
+#[test]
+fn moving_into_and_out_of_junk_calls_the_training_hook() {
+    let lab = LocalLab::render(7);
+    let (user, pw) = lab.mailbox(0, 0);
+    deliver(&lab, &user, 1, PLAIN);
+    let config = mailserver::config::Config::load(
+        &lab.path()
+            .join(format!("servers/mail.{}/config.yaml", lab.domain(0))),
+    )
+    .unwrap();
+    let mut ctx = mailserver::server::Context::new(config).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    ctx.junk_training = Some(recorder.clone());
+    let ctx = Arc::new(ctx);
+    let host = format!("mail.{}", lab.domain(0));
+    let peer: std::net::SocketAddr = "127.0.0.1:40002".parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut client, server) = tokio::io::duplex(1 << 20);
+        tokio::spawn(mailserver::imap::serve(ctx, server, peer, false, true));
+        assert!(command(&mut client, "*", "").await.starts_with("* OK"));
+        assert!(command(&mut client, "a", "STARTTLS").await.contains("a OK"));
+        let connector = tokio_rustls::TlsConnector::from(
+            mailserver::tls::client_config(&lab.ca_cert()).unwrap(),
+        );
+        let name = rustls_pki_types::ServerName::try_from(host).unwrap();
+        let mut tls = connector.connect(name, client).await.unwrap();
+        let login = command(&mut tls, "b", &format!("LOGIN \"{user}\" \"{pw}\"")).await;
+        assert!(login.contains("b OK"), "{login}");
+        command(&mut tls, "c", "CREATE Junk").await;
+        assert!(
+            command(&mut tls, "d", "SELECT INBOX")
+                .await
+                .contains("d OK")
+        );
+        let moved = command(&mut tls, "e", "MOVE 1 Junk").await;
+        assert!(
+            moved.contains("e OK") && moved.contains("COPYUID"),
+            "{moved}"
+        );
+        assert_eq!(*recorder.0.lock().unwrap(), vec![(PLAIN.len(), true)]);
+        assert!(command(&mut tls, "f", "SELECT Junk").await.contains("f OK"));
+        let back = command(&mut tls, "g", "UID MOVE 1:* INBOX").await;
+        assert!(back.contains("g OK"), "{back}");
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            vec![(PLAIN.len(), true), (PLAIN.len(), false)]
+        );
+        command(&mut tls, "h", "LOGOUT").await;
     });
 }

@@ -114,6 +114,8 @@ pub struct Context {
     /// The spam filter's training hook for messages moved into or out of
     /// `Junk` over IMAP (`None`: no training).
     pub junk_training: Option<Arc<dyn crate::filter::JunkTraining>>,
+    /// IMAP ENVELOPEs already computed, shared by all IMAP sessions.
+    pub envelopes: crate::imap::EnvelopeCache,
     connections: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -163,6 +165,7 @@ impl Context {
             store: Store::new(config.data_dir.join("mail"), config.hostname.clone()),
             transcripts,
             junk_training: None,
+            envelopes: Default::default(),
             connections: Mutex::new(HashMap::new()),
             config,
         })

@@ -4,6 +4,7 @@
 //! message as `mail-parser` parses it; sections are cut from the raw bytes.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use imap_codec::imap_types::body::{
     BasicFields, Body, BodyStructure, Disposition, MultiPartExtensionData, SinglePartExtensionData,
@@ -410,7 +411,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Ok(snap) = self.ctx.store.sync(&user, &folder) else {
             return;
         };
-        let (content, header_only) = needs(names);
+        let wants_envelope = names.contains(&MessageDataItemName::Envelope);
+        let others: Vec<MessageDataItemName<'_>> = names
+            .iter()
+            .filter(|n| **n != MessageDataItemName::Envelope)
+            .cloned()
+            .collect();
+        let (other_content, header_only) = needs(&others);
+        let cache_key = format!("{user}\0{folder}");
         let sets_seen = names.iter().any(|n| {
             matches!(
                 n,
@@ -429,6 +437,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 continue; // expunged elsewhere; reported at the next NOOP
             };
             let meta = &snap.messages[pos];
+            let cached = if wants_envelope {
+                self.ctx.envelopes.get(&cache_key, snap.uid_validity, uid)
+            } else {
+                None
+            };
+            let content = other_content || (wants_envelope && cached.is_none());
             let raw = if content {
                 match self.ctx.store.read(&user, &folder, uid) {
                     Ok(Some(mut r)) => {
@@ -459,13 +473,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     }
                 }
             }
-            let parsed = if names
-                .iter()
-                .any(|n| matches!(n, MessageDataItemName::Envelope))
-            {
-                MessageParser::default().parse(&raw[..header_end(&raw)])
-            } else {
-                None
+            let envelope = match cached {
+                Some(e) => Some(e),
+                None if wants_envelope => MessageParser::default()
+                    .parse(&raw[..header_end(&raw)])
+                    .map(|m| {
+                        let e = Arc::new(envelope(&m));
+                        self.ctx
+                            .envelopes
+                            .put(&cache_key, snap.uid_validity, uid, e.clone());
+                        e
+                    }),
+                None => None,
             };
             let mut items: Vec<MessageDataItem<'_>> = Vec::with_capacity(names.len() + 1);
             for name in names {
@@ -480,9 +499,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     MessageDataItemName::Rfc822Size => {
                         Some(MessageDataItem::Rfc822Size(meta.size as u32))
                     }
-                    MessageDataItemName::Envelope => parsed
+                    MessageDataItemName::Envelope => envelope
                         .as_ref()
-                        .map(|m| MessageDataItem::Envelope(envelope(m))),
+                        .map(|e| MessageDataItem::Envelope(e.as_ref().clone())),
                     MessageDataItemName::Body => {
                         body_structure(&raw, false).map(MessageDataItem::Body)
                     }

@@ -25,6 +25,7 @@ use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::encode::Encoder;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::core::{Tag, Vec1};
+use imap_codec::imap_types::envelope::Envelope;
 use imap_codec::imap_types::response::{
     Capability, Code, CommandContinuationRequest, Data, Response, Status,
 };
@@ -38,6 +39,8 @@ use crate::server::{ConnectionSlot, Context, Service, Session as BoxedSession};
 use crate::store::Flags;
 use crate::transcript::Transcript;
 
+/// Untagged data responses logged per command (the rest are counted).
+const MAX_LOGGED_DATA: usize = 50;
 /// Longest command line outside literals.
 const MAX_LINE: usize = 64 * 1024;
 /// Longest IDLE before the server ends it (RFC 2177 §3: at most 30 minutes
@@ -45,6 +48,53 @@ const MAX_LINE: usize = 64 * 1024;
 const IDLE_LIMIT: Duration = Duration::from_secs(31 * 60);
 /// How often IDLE rescans the folder for changes made by other processes.
 const IDLE_POLL: Duration = Duration::from_millis(400);
+
+/// How many ENVELOPEs [`EnvelopeCache`] keeps before it starts over.
+const ENVELOPE_CACHE_MAX: usize = 200_000;
+
+/// The cached ENVELOPEs of one folder by (UIDVALIDITY, UID).
+type FolderEnvelopes = std::collections::HashMap<(u32, u32), Arc<Envelope<'static>>>;
+
+/// Parsed ENVELOPEs by folder, UIDVALIDITY and UID, shared by all sessions
+/// (a message never changes under its UID, RFC 3501 §2.3.1.1), so a client
+/// listing a large folder again does not read and parse every file again.
+#[derive(Debug, Default)]
+pub struct EnvelopeCache {
+    folders: std::sync::Mutex<std::collections::HashMap<String, FolderEnvelopes>>,
+    entries: std::sync::atomic::AtomicUsize,
+}
+
+impl EnvelopeCache {
+    pub(crate) fn get(
+        &self,
+        folder: &str,
+        validity: u32,
+        uid: u32,
+    ) -> Option<Arc<Envelope<'static>>> {
+        let map = self.folders.lock().ok()?;
+        map.get(folder)?.get(&(validity, uid)).cloned()
+    }
+
+    pub(crate) fn put(
+        &self,
+        folder: &str,
+        validity: u32,
+        uid: u32,
+        envelope: Arc<Envelope<'static>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let Ok(mut map) = self.folders.lock() else {
+            return;
+        };
+        if self.entries.fetch_add(1, Ordering::Relaxed) >= ENVELOPE_CACHE_MAX {
+            map.clear();
+            self.entries.store(1, Ordering::Relaxed);
+        }
+        map.entry(folder.to_string())
+            .or_default()
+            .insert((validity, uid), envelope);
+    }
+}
 
 /// The handler registered for [`Service::Imap`] and [`Service::Imaps`].
 pub fn handler(
@@ -97,6 +147,7 @@ pub async fn serve<S>(
         user: None,
         selected: None,
         out: Vec::new(),
+        logged_data: 0,
     };
     session.run().await;
 }
@@ -130,6 +181,8 @@ pub(crate) struct Session<S> {
     pub user: Option<String>,
     pub selected: Option<Selected>,
     out: Vec<u8>,
+    /// Untagged data responses of the current command so far.
+    logged_data: usize,
 }
 
 /// Result of reading one command.
@@ -158,8 +211,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if first.len() > 300 {
             line.push_str("...");
         }
-        self.t.server(&line);
+        // A FETCH 1:* on a big folder would write thousands of lines:
+        // log the first ones of each command and count the rest.
+        if matches!(response, Response::Data(_)) {
+            self.logged_data += 1;
+        }
+        if self.logged_data <= MAX_LOGGED_DATA {
+            self.t.server(&line);
+        }
         self.out.extend_from_slice(&bytes);
+    }
+
+    /// Ends the transcript of one command's responses.
+    fn end_of_command(&mut self) {
+        if self.logged_data > MAX_LOGGED_DATA {
+            self.t.info(&format!(
+                "{} more untagged responses not logged",
+                self.logged_data - MAX_LOGGED_DATA
+            ));
+        }
+        self.logged_data = 0;
     }
 
     /// Queues a tagged or untagged status.
@@ -253,6 +324,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 continue;
             };
             let next = self.dispatch(command).await;
+            self.end_of_command();
             if !self.flush().await {
                 return;
             }

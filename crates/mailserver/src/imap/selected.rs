@@ -102,12 +102,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let snap = match self.ctx.store.sync(&user, &sel.name) {
             Ok(s) => s,
             Err(e) => {
-                // The folder was deleted under us.
+                // The folder was deleted or renamed under us: back to the
+                // authenticated state, and say so.
+                self.selected = None;
                 self.status(
-                    Kind::Bye,
+                    Kind::Ok,
                     None,
                     None,
-                    &format!("Selected folder is gone: {e}"),
+                    &format!("The selected folder is gone ({e}); SELECT another one"),
                 );
                 return;
             }

@@ -282,7 +282,7 @@ impl FolderIndex {
         }
         super::Store::ensure_maildir(&self.dir)?;
         // Maildir: a reader moves new/ into cur/ and appends the info.
-        let mut arrived_bases = Vec::new();
+        let mut arrived_bases = std::collections::HashSet::new();
         for entry in fs::read_dir(&new_dir).map_err(io("read", &new_dir))? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -292,7 +292,9 @@ impl FolderIndex {
             let base = name.split(':').next().unwrap_or(&name).to_string();
             let target = cur_dir.join(format!("{base}:2,"));
             match fs::rename(entry.path(), &target) {
-                Ok(()) => arrived_bases.push(base),
+                Ok(()) => {
+                    arrived_bases.insert(base);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("rename", &target)(e)),
             }
@@ -325,6 +327,12 @@ impl FolderIndex {
         let mut fresh: Vec<(i64, String, String, u64)> = found
             .into_iter()
             .map(|(base, file)| {
+                // Maildir names start with the delivery time and carry
+                // `,S=<size>` (as Dovecot trusts them): no stat needed.
+                let named_date = base.split('.').next().and_then(|t| t.parse::<i64>().ok());
+                if let (Some(date), Some(size)) = (named_date, size_from_name(&base)) {
+                    return (date, base, file, size);
+                }
                 let meta = fs::metadata(cur_dir.join(&file)).ok();
                 let date = meta
                     .as_ref()
@@ -423,7 +431,13 @@ impl FolderIndex {
         Ok(removed)
     }
 
+    /// Writes the UID map now (after a batch of [`FolderIndex::add`]s).
+    pub(crate) fn save(&self) -> Result<(), StoreError> {
+        self.write_uidlist()
+    }
+
     /// Adds a file already placed in `cur/` under `file`; returns its UID.
+    /// The UID map is written by the caller ([`FolderIndex::save`]).
     pub(crate) fn add(
         &mut self,
         base: String,
@@ -441,7 +455,6 @@ impl FolderIndex {
             base,
             file,
         });
-        self.write_uidlist()?;
         Ok(uid)
     }
 

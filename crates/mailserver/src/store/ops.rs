@@ -146,19 +146,17 @@ impl Store {
     }
 
     /// Places a file into `cur/` of `dir` with `flags` and indexes it.
+    /// The caller holds the folder lock and has loaded the index before
+    /// the file appears, so a scan cannot number it twice; it saves the
+    /// index after the batch.
     fn place(
         &self,
+        index: &mut FolderIndex,
         dir: &Path,
         source: Source<'_>,
         flags: Flags,
         date: Option<i64>,
     ) -> Result<u32, StoreError> {
-        Self::ensure_maildir(dir)?;
-        // Load the index before the file appears, so a first scan cannot
-        // number it too; hold the folder lock until it is indexed.
-        let index = self.index(dir);
-        let mut index = index.lock().expect("folder lock");
-        index.ensure_loaded()?;
         let size = match &source {
             Source::Bytes(b) => b.len() as u64,
             Source::File(_, size) => *size,
@@ -210,8 +208,14 @@ impl Store {
         date: Option<i64>,
     ) -> Result<(u32, u32), StoreError> {
         let dir = self.existing(address, folder)?;
-        let uid = self.place(&dir, Source::Bytes(message), flags, date)?;
-        let validity = self.sync(address, folder)?.uid_validity;
+        let (validity, uid) = {
+            let index = self.index(&dir);
+            let mut index = index.lock().expect("folder lock");
+            let validity = index.sync(false)?.uid_validity;
+            let uid = self.place(&mut index, &dir, Source::Bytes(message), flags, date)?;
+            index.save()?;
+            (validity, uid)
+        };
         self.notify(&dir);
         Ok((validity, uid))
     }
@@ -239,11 +243,22 @@ impl Store {
                 .collect()
         };
         let mut pairs = Vec::new();
-        for (uid, path, size, flags) in sources {
-            let new_uid = self.place(&dst, Source::File(&path, size), flags, None)?;
-            pairs.push((uid, new_uid));
-        }
-        let validity = self.sync(address, to)?.uid_validity;
+        let validity = {
+            let index = self.index(&dst);
+            let mut index = index.lock().expect("folder lock");
+            let validity = index.sync(false)?.uid_validity;
+            let placed: Result<(), StoreError> =
+                sources.iter().try_for_each(|(uid, path, size, flags)| {
+                    let new_uid =
+                        self.place(&mut index, &dst, Source::File(path, *size), *flags, None)?;
+                    pairs.push((*uid, new_uid));
+                    Ok(())
+                });
+            // Number what was placed even when a later copy failed.
+            index.save()?;
+            placed?;
+            validity
+        };
         self.notify(&dst);
         Ok((validity, pairs))
     }
