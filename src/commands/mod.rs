@@ -1,7 +1,12 @@
 //! One module per command; `run` dispatches.
 
+pub mod doctor;
+pub mod down;
+pub mod logs;
 pub mod render;
 pub mod serve_mail;
+pub mod status;
+pub mod up;
 pub mod variants;
 
 use std::process::ExitCode;
@@ -16,17 +21,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Variants { json } => variants::run(&catalog()?, json),
         Command::Render(args) => render::run(&catalog()?, &args).map(|_| ExitCode::SUCCESS),
-        Command::Up(_) => Err(exit::not_implemented("up")),
-        Command::Status { .. } => Err(exit::not_implemented("status")),
+        Command::Up(args) => up::run(&catalog()?, &args),
+        Command::Status { variant, json } => status::run(variant, json),
         Command::Verify { .. } => Err(exit::not_implemented("verify")),
-        Command::Down { .. } => Err(exit::not_implemented("down")),
-        Command::Logs { .. } => Err(exit::not_implemented("logs")),
+        Command::Down {
+            variant,
+            all,
+            purge,
+        } => down::run(variant, all, purge),
+        Command::Logs {
+            variant,
+            server,
+            follow,
+        } => logs::run(variant, server.as_deref(), follow),
         Command::Trace { .. } => Err(exit::not_implemented("trace")),
         Command::Send(_) => Err(exit::not_implemented("send")),
         Command::Inspect { .. } => Err(exit::not_implemented("inspect")),
         Command::Dns(_) => Err(exit::not_implemented("dns")),
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
-        Command::Doctor => Err(exit::not_implemented("doctor")),
+        Command::Doctor => doctor::run(&catalog()?),
         Command::ServeDns(_) => Err(exit::not_implemented("serve-dns")),
         Command::ServeMail(args) => serve_mail::run(&args),
     }
