@@ -186,7 +186,7 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
     let body = templates::render_zone(
         &env,
         "root.zone.j2",
-        context! { primary_domain => primary.as_str() },
+        context! { primary_domain => primary.as_str(), dns_ip => dns_ip.as_str() },
     )?;
     out.write("dns/root.zone", &body, 0o644)?;
     zones.push(ZoneFile {

@@ -237,7 +237,17 @@ impl LocalLab {
     }
 }
 
+/// Debian's python3 (it has the python3-dkim and python3-dnspython packages
+/// that `.ci/install-test-deps` installs); any python3 on PATH otherwise.
+pub fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
 /// Runs a Python 3 script with arguments; the script gets them as `sys.argv[1:]`.
 pub fn python(script: &str, args: &[&str]) -> Output {
-    run(Command::new("python3").arg("-c").arg(script).args(args))
+    run(Command::new(python3()).arg("-c").arg(script).args(args))
 }

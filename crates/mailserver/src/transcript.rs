@@ -15,13 +15,16 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+/// A transcript file shared by the sessions of one protocol.
+type SharedFile = Arc<Mutex<File>>;
+
 /// The transcript sink of a server (one file per protocol, appended).
 #[derive(Debug)]
 pub struct Transcripts {
     dir: PathBuf,
     hostname: String,
     next_id: AtomicU64,
-    files: Mutex<Vec<(&'static str, Arc<Mutex<File>>)>>,
+    files: Mutex<Vec<(&'static str, SharedFile)>>,
 }
 
 #[derive(Serialize)]
@@ -53,7 +56,7 @@ impl Transcripts {
         &self.dir
     }
 
-    fn file(&self, proto: &'static str) -> Option<Arc<Mutex<File>>> {
+    fn file(&self, proto: &'static str) -> Option<SharedFile> {
         let mut files = self.files.lock().ok()?;
         if let Some((_, f)) = files.iter().find(|(p, _)| *p == proto) {
             return Some(f.clone());
@@ -90,7 +93,7 @@ pub struct Transcript {
     proto: &'static str,
     peer: SocketAddr,
     host: String,
-    file: Option<Arc<Mutex<File>>>,
+    file: Option<SharedFile>,
 }
 
 impl Transcript {

@@ -1,0 +1,45 @@
+# maillab: the lab in one command. `make help` lists the targets.
+CARGO   ?= cargo
+TARGET  := x86_64-unknown-linux-gnu
+BIN     := target/$(TARGET)/release/labctl
+VARIANT ?= 7
+
+.PHONY: help build image up verify down test bench lint
+
+help:
+	@echo "make build            static release binary ($(BIN))"
+	@echo "make image            the labctl:<version> image from that binary (no registry)"
+	@echo "make up VARIANT=7     bring the lab of a variant up on Docker"
+	@echo "make verify           check every requirement against the running lab"
+	@echo "make down             remove every lab"
+	@echo "make test             install the test tools (Debian packages) and run every test"
+	@echo "make bench            run the benchmarks and print their figures"
+	@echo "make lint             cargo fmt --check and clippy -D warnings"
+
+# One profile and one target for everything (.cargo/config.toml): the binary
+# the tests run is the static binary that goes into the image.
+build:
+	$(CARGO) build --release
+
+image: build
+	$(BIN) image
+
+up: build
+	$(BIN) up --variant $(VARIANT)
+
+verify: build
+	$(BIN) verify
+
+down: build
+	$(BIN) down --all
+
+test:
+	bash .ci/install-test-deps
+	$(CARGO) test --release
+
+bench: build
+	bash scripts/bench.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
