@@ -105,8 +105,15 @@ pub fn run(catalog: &Catalog) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     match std::net::TcpListener::bind("127.77.0.1:0") {
-        Ok(_) => r.ok("loopback", "127.77.x.y addresses can be bound (local runtime)"),
-        Err(e) => r.fail("loopback", format!("cannot bind 127.77.0.1: {e}"), "the local runtime needs the 127.0.0.0/8 loopback network"),
+        Ok(_) => r.ok(
+            "loopback",
+            "127.77.x.y addresses can be bound (local runtime)",
+        ),
+        Err(e) => r.fail(
+            "loopback",
+            format!("cannot bind 127.77.0.1: {e}"),
+            "the local runtime needs the 127.0.0.0/8 loopback network",
+        ),
     }
     if r.problems == 0 {
         println!("ready");

@@ -2,6 +2,7 @@
 
 pub mod doctor;
 pub mod down;
+pub mod image;
 pub mod logs;
 pub mod render;
 pub mod serve_mail;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dns(_) => Err(exit::not_implemented("dns")),
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
         Command::Doctor => doctor::run(&catalog()?),
+        Command::Image => image::run(),
         Command::ServeDns(_) => Err(exit::not_implemented("serve-dns")),
         Command::ServeMail(args) => serve_mail::run(&args),
     }

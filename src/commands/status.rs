@@ -83,7 +83,14 @@ pub fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new();
-    table.set_header(["lab", "runtime", "node", "address", "state", "lab directory"]);
+    table.set_header([
+        "lab",
+        "runtime",
+        "node",
+        "address",
+        "state",
+        "lab directory",
+    ]);
     for lab in &labs {
         let j = lab_status_json(lab);
         for n in &lab.nodes {

@@ -179,8 +179,10 @@ impl Local {
             )));
         }
         let path = state_file(variant);
-        std::fs::create_dir_all(state_dir())
-            .map_err(RuntimeError::io(format!("cannot create {}", state_dir().display())))?;
+        std::fs::create_dir_all(state_dir()).map_err(RuntimeError::io(format!(
+            "cannot create {}",
+            state_dir().display()
+        )))?;
         let state = State {
             variant,
             pid: std::process::id(),
@@ -227,8 +229,14 @@ impl Local {
 
 impl Runtime for Local {
     /// Runs in the foreground until Ctrl-C or SIGTERM.
-    async fn up(&self, plan: &Plan, _files_hash: &str, options: &UpOptions) -> Result<(), RuntimeError> {
-        self.run(plan, options, crate::commands::shutdown_signal()).await
+    async fn up(
+        &self,
+        plan: &Plan,
+        _files_hash: &str,
+        options: &UpOptions,
+    ) -> Result<(), RuntimeError> {
+        self.run(plan, options, crate::commands::shutdown_signal())
+            .await
     }
 
     async fn labs(&self, variant: Option<u32>) -> Result<Vec<RunningLab>, RuntimeError> {

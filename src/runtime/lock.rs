@@ -40,7 +40,9 @@ pub fn lock(variant: u32) -> Result<LabLock, RuntimeError> {
                 .map_err(RuntimeError::io(format!("cannot lock {}", path.display())))?;
         }
         Err(TryLockError::Error(e)) => {
-            return Err(RuntimeError::io(format!("cannot lock {}", path.display()))(e));
+            return Err(RuntimeError::io(format!("cannot lock {}", path.display()))(
+                e,
+            ));
         }
     }
     Ok(LabLock { _file: file, path })

@@ -55,7 +55,9 @@ pub enum RuntimeError {
         its: String,
     },
     /// A network with our name exists but is not ours or has another subnet.
-    #[error("a Docker network named {name:?} already exists ({why})\n  what to do: remove it (`docker network rm {name}`) or `labctl down --variant N`")]
+    #[error(
+        "a Docker network named {name:?} already exists ({why})\n  what to do: remove it (`docker network rm {name}`) or `labctl down --variant N`"
+    )]
     NameTaken {
         /// The name.
         name: String,
@@ -180,7 +182,12 @@ impl Removed {
 #[allow(async_fn_in_trait)] // never used as `dyn`, and the futures run on one runtime
 pub trait Runtime {
     /// Brings the rendered lab of `plan` up (converging), returning when every service answers.
-    async fn up(&self, plan: &Plan, files_hash: &str, options: &UpOptions) -> Result<(), RuntimeError>;
+    async fn up(
+        &self,
+        plan: &Plan,
+        files_hash: &str,
+        options: &UpOptions,
+    ) -> Result<(), RuntimeError>;
     /// Labs of this runtime, optionally only `variant`.
     async fn labs(&self, variant: Option<u32>) -> Result<Vec<RunningLab>, RuntimeError>;
     /// Removes lab `variant` (every lab with `None`); with `purge`, its data too.
@@ -198,7 +205,9 @@ pub fn state_dir() -> PathBuf {
 /// The uid of this process (the owner of `/proc/self`).
 pub fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
 }
 
 /// SHA-256 over the rendered files (sorted, path and content), hex.
@@ -209,8 +218,10 @@ pub fn files_hash(dir: &Path, files: &[PathBuf]) -> Result<String, RuntimeError>
     files.dedup();
     let mut h = Sha256::new();
     for f in &files {
-        let body = std::fs::read(dir.join(f))
-            .map_err(RuntimeError::io(format!("cannot read {}", dir.join(f).display())))?;
+        let body = std::fs::read(dir.join(f)).map_err(RuntimeError::io(format!(
+            "cannot read {}",
+            dir.join(f).display()
+        )))?;
         h.update(f.to_string_lossy().as_bytes());
         h.update([0]);
         h.update((body.len() as u64).to_be_bytes());

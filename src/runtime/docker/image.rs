@@ -43,7 +43,11 @@ impl Docker {
     pub async fn remove_unused_image(&self, id: &str) {
         let _ = self
             .api
-            .remove_image(id, None::<bollard::query_parameters::RemoveImageOptions>, None)
+            .remove_image(
+                id,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
             .await;
     }
 }

@@ -84,7 +84,11 @@ impl Docker {
     }
 
     /// Wraps a bollard error with what was being done.
-    pub(crate) fn err(&self, action: impl Into<String>, source: bollard::errors::Error) -> RuntimeError {
+    pub(crate) fn err(
+        &self,
+        action: impl Into<String>,
+        source: bollard::errors::Error,
+    ) -> RuntimeError {
         RuntimeError::Docker {
             action: action.into(),
             source,
@@ -134,7 +138,9 @@ impl Docker {
         variant: Option<u32>,
     ) -> Result<Vec<bollard::models::Volume>, RuntimeError> {
         let filters = HashMap::from([("label", vec![labels::filter(variant)])]);
-        let options = ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
         let list = self
             .api
             .list_volumes(Some(options))
@@ -250,7 +256,10 @@ impl Docker {
     }
 
     /// Lab directories recorded in the labels of lab `variant`'s objects.
-    async fn recorded_dirs(&self, variant: Option<u32>) -> Result<BTreeMap<u32, PathBuf>, RuntimeError> {
+    async fn recorded_dirs(
+        &self,
+        variant: Option<u32>,
+    ) -> Result<BTreeMap<u32, PathBuf>, RuntimeError> {
         let mut dirs = BTreeMap::new();
         let mut add = |l: Option<&HashMap<String, String>>| {
             if let Some(l) = l
@@ -266,7 +275,11 @@ impl Docker {
             add(Some(&v.labels));
         }
         for n in self.networks().await? {
-            if n.labels.as_ref().and_then(labels::variant_of).is_some_and(|v| variant.is_none_or(|w| w == v)) {
+            if n.labels
+                .as_ref()
+                .and_then(labels::variant_of)
+                .is_some_and(|v| variant.is_none_or(|w| w == v))
+            {
                 add(n.labels.as_ref());
             }
         }
@@ -301,7 +314,12 @@ fn explain_connect_error(host: &str, e: &bollard::errors::Error) -> String {
 }
 
 impl Runtime for Docker {
-    async fn up(&self, plan: &Plan, files_hash: &str, options: &UpOptions) -> Result<(), RuntimeError> {
+    async fn up(
+        &self,
+        plan: &Plan,
+        files_hash: &str,
+        options: &UpOptions,
+    ) -> Result<(), RuntimeError> {
         self.up_lab(plan, files_hash, options).await
     }
 

@@ -112,7 +112,10 @@ impl Docker {
         };
         self.api.create_network(request).await.map_err(|e| {
             // Another network may have taken the subnet between list and create.
-            self.err(format!("create network {} {}", plan.name, plan.subnet_cidr()), e)
+            self.err(
+                format!("create network {} {}", plan.name, plan.subnet_cidr()),
+                e,
+            )
         })?;
         Ok(true)
     }

@@ -146,7 +146,14 @@ impl Docker {
         ));
         let mut created = Created::default();
         let result = self
-            .converge(plan, files_hash, &image.id, options, &progress, &mut created)
+            .converge(
+                plan,
+                files_hash,
+                &image.id,
+                options,
+                &progress,
+                &mut created,
+            )
             .await;
         if let Err(e) = result {
             if options.keep_on_failure {
@@ -179,7 +186,11 @@ impl Docker {
             "network {} {} {}",
             plan.name,
             plan.subnet_cidr(),
-            if created.network { "created" } else { "present" }
+            if created.network {
+                "created"
+            } else {
+                "present"
+            }
         ));
         for s in &plan.servers {
             match self.api.inspect_volume(&s.volume).await {
@@ -210,7 +221,10 @@ impl Docker {
         };
         let desired = desired(plan);
         // Containers of this lab that the plan no longer has.
-        for c in self.containers(Some(u32::from(plan.variant.number))).await? {
+        for c in self
+            .containers(Some(u32::from(plan.variant.number)))
+            .await?
+        {
             let name = super::container_name(&c);
             if !desired.iter().any(|d| d.name == name) {
                 self.remove(&name).await?;
@@ -358,10 +372,7 @@ impl Docker {
             }
             other => labels::labels(plan, other, Some(hash)),
         };
-        let mut binds = vec![format!(
-            "{}:{CONTAINER_LAB_DIR}:ro",
-            plan.dir.display()
-        )];
+        let mut binds = vec![format!("{}:{CONTAINER_LAB_DIR}:ro", plan.dir.display())];
         if let Some(v) = &d.volume {
             binds.push(format!("{v}:{CONTAINER_DATA_DIR}"));
         }
@@ -434,7 +445,10 @@ impl Docker {
         }
         let _ = self.api.remove_network(&plan.name).await;
         for v in &created.volumes {
-            let _ = self.api.remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+            let _ = self
+                .api
+                .remove_volume(v, None::<bollard::query_parameters::RemoveVolumeOptions>)
+                .await;
         }
     }
 }
@@ -448,8 +462,10 @@ impl Docker {
 /// `/data`, which belongs to [`CONTAINER_UID`].
 fn prepare_lab_dir(plan: &Plan) -> Result<(u32, u32), RuntimeError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(&plan.dir)
-        .map_err(RuntimeError::io(format!("cannot read {}", plan.dir.display())))?;
+    let meta = std::fs::metadata(&plan.dir).map_err(RuntimeError::io(format!(
+        "cannot read {}",
+        plan.dir.display()
+    )))?;
     if meta.uid() != 0 {
         if meta.uid() != CONTAINER_UID {
             return Err(RuntimeError::Environment(format!(
@@ -480,10 +496,10 @@ fn chown_tree(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), RuntimeE
         for entry in std::fs::read_dir(path)
             .map_err(RuntimeError::io(format!("cannot list {}", path.display())))?
         {
-            let entry = entry.map_err(RuntimeError::io(format!("cannot list {}", path.display())))?;
+            let entry =
+                entry.map_err(RuntimeError::io(format!("cannot list {}", path.display())))?;
             chown_tree(&entry.path(), uid, gid)?;
         }
     }
     Ok(())
 }
-
