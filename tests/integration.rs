@@ -2,5 +2,6 @@
 //! drives the real `labctl` binary and its servers with independent clients.
 
 mod common;
+mod dns;
 mod docker;
 mod render;

@@ -66,6 +66,9 @@ pub fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result<ExitC
         if removed.is_empty() {
             println!("nothing to remove");
         }
+        for name in &removed.processes {
+            println!("stopped {name}");
+        }
         for (what, list) in [
             ("container", &removed.containers),
             ("network", &removed.networks),

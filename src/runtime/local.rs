@@ -130,7 +130,17 @@ impl Local {
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
-        // DNS_TASK_PENDING_LABDNS_RUN
+        let dns_options = labdns::Options {
+            zones_dir: plan.dir.join(layout::DNS_DIR),
+            listen: vec![plan.dns.addr()],
+            query_log: None,
+        };
+        let rx = stop_rx.clone();
+        tasks.spawn(async move {
+            labdns::run(dns_options, stopped(rx))
+                .await
+                .map_err(|e| format!("dns: {e}"))
+        });
         for (name, config) in configs {
             let rx = stop_rx.clone();
             tasks.spawn(async move {
@@ -280,9 +290,10 @@ impl Runtime for Local {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let _ = std::fs::remove_file(state_file(s.variant));
-            removed
-                .containers
-                .push(format!("lab{:02} (local, pid {})", s.variant, s.pid));
+            removed.processes.push(format!(
+                "lab{:02} (local runtime, pid {})",
+                s.variant, s.pid
+            ));
             if purge && remove_lab_dir(&s.dir, s.variant)? {
                 removed.dirs.push(s.dir.clone());
             }

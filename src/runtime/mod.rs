@@ -149,8 +149,10 @@ pub struct UpOptions {
 /// What `down` removed.
 #[derive(Debug, Default)]
 pub struct Removed {
-    /// Containers (or local processes) removed.
+    /// Containers removed.
     pub containers: Vec<String>,
+    /// Local lab processes stopped.
+    pub processes: Vec<String>,
     /// Networks removed.
     pub networks: Vec<String>,
     /// Volumes removed.
@@ -163,6 +165,7 @@ impl Removed {
     /// True when nothing was there.
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty()
+            && self.processes.is_empty()
             && self.networks.is_empty()
             && self.volumes.is_empty()
             && self.dirs.is_empty()
@@ -171,6 +174,7 @@ impl Removed {
     /// Adds `other`.
     pub fn extend(&mut self, other: Removed) {
         self.containers.extend(other.containers);
+        self.processes.extend(other.processes);
         self.networks.extend(other.networks);
         self.volumes.extend(other.volumes);
         self.dirs.extend(other.dirs);

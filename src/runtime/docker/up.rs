@@ -231,19 +231,27 @@ impl Docker {
                 progress.say(format_args!("container {name} removed (not in the plan)"));
             }
         }
-        for d in &desired {
-            self.ensure_container(plan, d, &hash, (uid, gid), options.recreate, progress)
-                .await?;
+        // The servers do not depend on each other at start: create them at once.
+        let ensure = desired
+            .iter()
+            .map(|d| self.ensure_container(plan, d, &hash, (uid, gid), options.recreate, progress));
+        for r in futures_util::future::join_all(ensure).await {
+            r?;
         }
         let probes: Vec<Probe> = desired.iter().flat_map(|d| d.probes.clone()).collect();
+        let served: Vec<String> = served_ports(plan)
+            .iter()
+            .map(|(n, p)| format!("{n}/{p}"))
+            .collect();
         progress.say(format_args!(
-            "waiting for {} services (dns; {} per mail server)",
+            "waiting for {} services: dns/{}{}",
             probes.len(),
-            served_ports(plan)
-                .iter()
-                .map(|(n, p)| format!("{n}/{p}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            plan.dns.port,
+            if served.is_empty() {
+                String::new()
+            } else {
+                format!(", per mail server {}", served.join(" "))
+            }
         ));
         let deadline = Instant::now() + options.timeout;
         let names: Vec<String> = desired.iter().map(|d| d.name.clone()).collect();
