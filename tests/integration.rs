@@ -4,4 +4,5 @@
 mod common;
 mod dns;
 mod docker;
+mod local_runtime;
 mod render;

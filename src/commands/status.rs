@@ -75,7 +75,7 @@ pub fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
         } else {
             Value::Array(objects)
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        print_out(&(serde_json::to_string_pretty(&out)? + "\n"));
         return Ok(ExitCode::SUCCESS);
     }
     if labs.is_empty() {
@@ -120,6 +120,12 @@ pub fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
             ]);
         }
     }
-    println!("{table}");
+    print_out(&format!("{table}\n"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
