@@ -28,7 +28,8 @@ const SPEC_VERSION: &str = "1";
 /// One container of the plan.
 struct Desired {
     name: String,
-    object: Object<'static>,
+    /// The mail domain; `None` for the DNS container.
+    domain: Option<String>,
     hostname: String,
     ip: String,
     cmd: Vec<String>,
@@ -78,7 +79,7 @@ fn desired(plan: &Plan) -> Vec<Desired> {
     let dns_listen = plan.dns.addr().to_string();
     let mut out = vec![Desired {
         name: plan.dns.container.clone(),
-        object: Object::Dns,
+        domain: None,
         hostname: format!("ns.{}", plan.variant.domains[0]),
         ip: plan.dns.ip.to_string(),
         cmd: vec![
@@ -99,8 +100,7 @@ fn desired(plan: &Plan) -> Vec<Desired> {
     for s in &plan.servers {
         out.push(Desired {
             name: s.container.clone(),
-            // Object borrows the domain; leak-free: look it up again when labelling.
-            object: Object::Mail(""),
+            domain: Some(s.domain.clone()),
             hostname: s.hostname.clone(),
             ip: s.ip.to_string(),
             cmd: vec![
@@ -368,18 +368,11 @@ impl Docker {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(self.err(format!("inspect container {}", d.name), e)),
         }
-        let object = match d.object {
-            Object::Mail(_) => {
-                let domain = &plan
-                    .servers
-                    .iter()
-                    .find(|s| s.container == d.name)
-                    .expect("desired mail container of the plan")
-                    .domain;
-                labels::labels(plan, Object::Mail(domain), Some(hash))
-            }
-            other => labels::labels(plan, other, Some(hash)),
+        let object = match &d.domain {
+            Some(domain) => Object::Mail(domain),
+            None => Object::Dns,
         };
+        let object = labels::labels(plan, object, Some(hash));
         let mut binds = vec![format!("{}:{CONTAINER_LAB_DIR}:ro", plan.dir.display())];
         if let Some(v) = &d.volume {
             binds.push(format!("{v}:{CONTAINER_DATA_DIR}"));
