@@ -145,6 +145,9 @@ pub enum Command {
     /// Train the spam filter.
     #[command(subcommand)]
     Spam(SpamCommand),
+    /// Create the image labctl:<version> from this executable (`up` does it when the image is absent).
+    #[command(after_help = "Examples:\n  labctl image\n  make image")]
+    Image,
     /// Check that this machine is ready to run labs.
     #[command(after_help = "Examples:\n  labctl doctor")]
     Doctor,

@@ -10,4 +10,5 @@ pub mod exit;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod runtime;
 pub mod variant;

@@ -1,9 +1,15 @@
 //! One module per command; `run` dispatches.
 
 pub mod dns;
+pub mod doctor;
+pub mod down;
+pub mod image;
+pub mod logs;
 pub mod render;
 pub mod serve_dns;
 pub mod serve_mail;
+pub mod status;
+pub mod up;
 pub mod variants;
 
 use std::process::ExitCode;
@@ -18,17 +24,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Variants { json } => variants::run(&catalog()?, json),
         Command::Render(args) => render::run(&catalog()?, &args).map(|_| ExitCode::SUCCESS),
-        Command::Up(_) => Err(exit::not_implemented("up")),
-        Command::Status { .. } => Err(exit::not_implemented("status")),
+        Command::Up(args) => up::run(&catalog()?, &args),
+        Command::Status { variant, json } => status::run(variant, json),
         Command::Verify { .. } => Err(exit::not_implemented("verify")),
-        Command::Down { .. } => Err(exit::not_implemented("down")),
-        Command::Logs { .. } => Err(exit::not_implemented("logs")),
+        Command::Down {
+            variant,
+            all,
+            purge,
+        } => down::run(variant, all, purge),
+        Command::Logs {
+            variant,
+            server,
+            follow,
+        } => logs::run(variant, server.as_deref(), follow),
         Command::Trace { .. } => Err(exit::not_implemented("trace")),
         Command::Send(_) => Err(exit::not_implemented("send")),
         Command::Inspect { .. } => Err(exit::not_implemented("inspect")),
         Command::Dns(args) => dns::run(&args),
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
-        Command::Doctor => Err(exit::not_implemented("doctor")),
+        Command::Doctor => doctor::run(&catalog()?),
+        Command::Image => image::run(),
         Command::ServeDns(args) => serve_dns::run(&args),
         Command::ServeMail(args) => serve_mail::run(&args),
     }

@@ -80,6 +80,12 @@ impl Service {
         }
     }
 
+    /// True when this build has a protocol handler for the service (it
+    /// listens on its port); the orchestrator waits only for these.
+    pub fn is_served(self) -> bool {
+        handler(self).is_some()
+    }
+
     /// True for the implicit-TLS ports.
     pub fn implicit_tls(self) -> bool {
         matches!(self, Self::Submissions | Self::Imaps | Self::Pop3s)
