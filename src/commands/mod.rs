@@ -1,8 +1,12 @@
 //! One module per command; `run` dispatches.
 
+pub mod inspect;
 pub mod render;
+pub mod send;
 pub mod serve_mail;
+pub mod trace;
 pub mod variants;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -18,12 +22,46 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => render::run(&catalog()?, &args).map(|_| ExitCode::SUCCESS),
         Command::Up(_) => Err(exit::not_implemented("up")),
         Command::Status { .. } => Err(exit::not_implemented("status")),
-        Command::Verify { .. } => Err(exit::not_implemented("verify")),
+        Command::Verify {
+            variant,
+            json,
+            junit,
+            only,
+            list,
+            dir,
+        } => verify::run(
+            &catalog()?,
+            &verify::Options {
+                variant,
+                dir: dir.as_deref(),
+                json,
+                junit: junit.as_deref(),
+                only: &only,
+                list,
+            },
+        ),
         Command::Down { .. } => Err(exit::not_implemented("down")),
         Command::Logs { .. } => Err(exit::not_implemented("logs")),
-        Command::Trace { .. } => Err(exit::not_implemented("trace")),
-        Command::Send(_) => Err(exit::not_implemented("send")),
-        Command::Inspect { .. } => Err(exit::not_implemented("inspect")),
+        Command::Trace {
+            variant,
+            message_id,
+            dir,
+        } => trace::run(variant, dir.as_deref(), message_id.as_deref()),
+        Command::Send(args) => send::run(&args),
+        Command::Inspect {
+            address,
+            last: _,
+            uid,
+            folder,
+            variant,
+            dir,
+        } => inspect::run(&inspect::Options {
+            address: &address,
+            uid,
+            folder: &folder,
+            variant,
+            dir: dir.as_deref(),
+        }),
         Command::Dns(_) => Err(exit::not_implemented("dns")),
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
         Command::Doctor => Err(exit::not_implemented("doctor")),
