@@ -1,8 +1,10 @@
 //! One module per command; `run` dispatches.
 
+pub mod dns;
 pub mod inspect;
 pub mod render;
 pub mod send;
+pub mod serve_dns;
 pub mod serve_mail;
 pub mod trace;
 pub mod variants;
@@ -62,19 +64,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             variant,
             dir: dir.as_deref(),
         }),
-        Command::Dns(_) => Err(exit::not_implemented("dns")),
+        Command::Dns(args) => dns::run(&args),
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
         Command::Doctor => Err(exit::not_implemented("doctor")),
-        Command::ServeDns(_) => Err(exit::not_implemented("serve-dns")),
+        Command::ServeDns(args) => serve_dns::run(&args),
         Command::ServeMail(args) => serve_mail::run(&args),
     }
 }
 
 /// Logging of the servers: JSON lines on stderr (what `docker logs` shows),
-/// level from `RUST_LOG` (default `info`).
+/// level from `RUST_LOG` (default `info`; hickory-server's own two lines per
+/// DNS query only from `warn`, the DNS query log has them as JSON already).
 pub fn init_server_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,hickory_server=warn".into());
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
