@@ -63,10 +63,10 @@ pub enum Command {
         /// The lab to check (default: the only one running).
         #[arg(long)]
         variant: Option<u32>,
-        /// Print JSON.
-        #[arg(long, conflicts_with = "junit")]
+        /// Print JSON instead of the table.
+        #[arg(long)]
         json: bool,
-        /// Write a JUnit XML report to FILE.
+        /// Also write a JUnit XML report to FILE.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
         /// Only these requirement ids (R1..R13).

@@ -4,3 +4,4 @@
 mod common;
 mod dns;
 mod render;
+mod verify;

@@ -63,7 +63,8 @@ fn signing_key(ctx: &Ctx, server: &Server) -> Result<(String, PathBuf), String> 
         .as_str()
         .ok_or_else(|| format!("{}: no dkim.key", config.display()))?;
     let base = config.parent().unwrap_or(&ctx.lab.dir);
-    Ok((selector.to_string(), base.join(key)))
+    let path = base.join(key);
+    Ok((selector.to_string(), path.canonicalize().unwrap_or(path)))
 }
 
 /// `p=` of a DKIM key record, whitespace removed.
@@ -127,15 +128,21 @@ async fn domain_checks(ctx: &Ctx, s: &Server) -> Vec<Check> {
     }
 
     let expected_spf = ctx.variant.spf_policy.as_str();
-    let spf: Vec<String> = txt
-        .as_ref()
-        .map(|v| {
-            v.iter()
-                .filter(|t| t.starts_with("v=spf1"))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let spf: Vec<String> = match &txt {
+        Ok(v) => v
+            .iter()
+            .filter(|t| t.starts_with("v=spf1"))
+            .cloned()
+            .collect(),
+        Err(e) => {
+            checks.push(Check::fail(
+                "R13",
+                format!("{d}: SPF record exactly the variant's"),
+                e.clone(),
+            ));
+            return checks;
+        }
+    };
     checks.push(Check::new(
         "R13",
         format!("{d}: SPF record exactly the variant's"),
