@@ -549,7 +549,7 @@ fn dns_query_log_has_one_json_line_per_query() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let _guard = Guard {
+    let mut guard = Guard {
         child,
         name: "dns".into(),
     };
@@ -583,4 +583,65 @@ fn dns_query_log_has_one_json_line_per_query() {
     let client: SocketAddr = lines[1]["client"].as_str().unwrap().parse().unwrap();
     assert!(client.ip().is_loopback());
     assert!(lines[1]["time"].as_str().unwrap().ends_with('Z'));
+
+    // SIGTERM (docker stop) ends it cleanly.
+    let status = Command::new("kill")
+        .args(["-TERM", &guard.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = guard.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "serve-dns ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "serve-dns exited with {exit} on SIGTERM");
+}
+
+/// RFC 1035 §4.2.1 / RFC 7766 §5: a UDP answer too big for 512 octets is
+/// truncated (TC), and the same question over TCP gets all of it.
+#[test]
+fn dns_large_answers_are_truncated_over_udp_and_whole_over_tcp() {
+    if !have_tool("dig") {
+        return;
+    }
+    let lab = LocalLab::render(7);
+    let server = lab.dns_addr();
+    let zones = lab.path().join("big-zones");
+    std::fs::create_dir(&zones).unwrap();
+    let mut zone = String::from(
+        "$ORIGIN big.test.\n$TTL 300\n@ IN SOA ns.big.test. hostmaster.big.test. ( 1 3600 600 86400 60 )\n@ IN NS ns.big.test.\n",
+    );
+    for i in 0..8 {
+        zone.push_str(&format!("many IN TXT \"{i}{}\"\n", "x".repeat(199)));
+    }
+    std::fs::write(zones.join("big.test.zone"), zone).unwrap();
+    let child = labctl()
+        .args(["serve-dns", "--zones"])
+        .arg(&zones)
+        .args(["--listen", &server.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _guard = Guard {
+        child,
+        name: "dns".into(),
+    };
+    assert!(crate::common::wait_for_tcp(server, Duration::from_secs(10)));
+
+    let out = run(Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string()])
+        .args(["+norec", "+noedns", "+ignore", "many.big.test", "TXT"]));
+    let udp = parse_dig(&stdout(&out));
+    assert!(udp.flags.iter().any(|f| f == "tc"), "{udp:?}");
+    assert!(udp.answer.len() < 8, "{udp:?}");
+
+    let tcp = dig(server, true, "many.big.test", "TXT");
+    assert!(!tcp.flags.iter().any(|f| f == "tc"), "{tcp:?}");
+    assert_eq!(tcp.answer.len(), 8, "{tcp:?}");
 }

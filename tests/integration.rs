@@ -4,4 +4,5 @@
 mod common;
 mod dns;
 mod render;
+mod smtp;
 mod verify;

@@ -154,3 +154,97 @@ impl hickory_server::server::RequestHandler for SharedHandler {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::TokioResolver;
+    use hickory_resolver::config::{
+        ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+    };
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+
+    const ZONE: &str = "$ORIGIN lab.test.\n$TTL 300\n\
+        @ IN SOA ns.lab.test. hostmaster.lab.test. ( 1 3600 600 86400 60 )\n\
+        @ IN NS ns.lab.test.\n\
+        @ IN MX 10 mail.lab.test.\n\
+        mail IN A 10.0.0.11\n";
+
+    fn resolver(server: SocketAddr) -> TokioResolver {
+        let mut udp = ConnectionConfig::udp();
+        udp.port = server.port();
+        let config = ResolverConfig::from_parts(
+            None,
+            vec![],
+            vec![NameServerConfig::new(server.ip(), true, vec![udp])],
+        );
+        let mut options = ResolverOpts::default();
+        options.use_hosts_file = ResolveHosts::Never;
+        TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(options)
+            .build()
+            .unwrap()
+    }
+
+    /// The local runtime's use: `run` in-process, answering until its shutdown future completes.
+    #[tokio::test]
+    async fn runs_in_process_and_stops_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lab.test.zone"), ZONE).unwrap();
+        let addr: SocketAddr = "127.86.0.53:10053".parse().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(
+            Options {
+                zones_dir: dir.path().to_path_buf(),
+                listen: vec![addr],
+                query_log: Some(dir.path().join("q.log")),
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let resolver = resolver(addr);
+        let mut answer = None;
+        for _ in 0..50 {
+            if let Ok(a) = resolver.ipv4_lookup("mail.lab.test.").await {
+                answer = Some(a);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ips: Vec<String> = answer
+            .expect("no answer from the in-process server")
+            .answers()
+            .iter()
+            .map(|r| r.data.to_string())
+            .collect();
+        assert_eq!(ips, ["10.0.0.11"]);
+
+        // A second server on the same address fails, naming it.
+        let err = run(
+            Options {
+                zones_dir: dir.path().to_path_buf(),
+                listen: vec![addr],
+                query_log: None,
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Bind { .. }), "{err}");
+        assert!(err.to_string().contains("127.86.0.53:10053"), "{err}");
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("run did not return after shutdown")
+            .unwrap()
+            .unwrap();
+        let log = std::fs::read_to_string(dir.path().join("q.log")).unwrap();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("\"name\":\"mail.lab.test.\"")),
+            "{log}"
+        );
+    }
+}

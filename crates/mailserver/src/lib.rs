@@ -6,10 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod queue;
 pub mod server;
+pub mod smtp;
 pub mod store;
 pub mod tls;
 pub mod transcript;

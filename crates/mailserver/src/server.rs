@@ -14,8 +14,11 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::accounts::Accounts;
+use crate::auth::Signer;
 use crate::config::Config;
 use crate::error::Error;
+use crate::filter::Filter;
+use crate::queue::Queue;
 use crate::store::Store;
 use crate::transcript::Transcripts;
 
@@ -97,6 +100,17 @@ pub struct Context {
     pub store: Store,
     /// Session transcripts.
     pub transcripts: Transcripts,
+    /// SPF/DKIM/DMARC checks; its resolver (the lab DNS only) also serves
+    /// the queue's MX lookups.
+    pub authenticator: mail_auth::MessageAuthenticator,
+    /// DKIM signer of submitted mail.
+    pub signer: Signer,
+    /// The outbound queue (spool under `<data_dir>/queue`).
+    pub queue: Queue,
+    /// The filter stage between DATA and delivery, run in this order
+    /// (malware scanner, spam filter...). Filters are added in
+    /// [`Context::new`]: push a `Box<dyn Filter>` built from the config.
+    pub filters: Vec<Box<dyn Filter>>,
     connections: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -128,7 +142,18 @@ impl Context {
                 ),
                 source,
             })?;
+        let authenticator = crate::auth::resolver(config.dns.server).map_err(Error::Setup)?;
+        let signer =
+            Signer::load(&config.dkim, &config.domain).map_err(|e| Error::Setup(e.to_string()))?;
+        let queue_dir = config.data_dir.join("queue");
+        let queue = Queue::open(&queue_dir).map_err(|e| Error::Setup(e.to_string()))?;
+        // The filter stage ships empty; the filters issue registers here.
+        let filters: Vec<Box<dyn Filter>> = Vec::new();
         Ok(Self {
+            authenticator,
+            signer,
+            queue,
+            filters,
             tls_acceptor: tokio_rustls::TlsAcceptor::from(tls),
             tls_connector: tokio_rustls::TlsConnector::from(client),
             accounts: Accounts::new(&config),
@@ -185,7 +210,7 @@ pub type Handler =
 /// The handler of each service; a protocol module registers itself here.
 fn handler(service: Service) -> Option<Handler> {
     match service {
-        Service::Smtp | Service::Submission | Service::Submissions => None,
+        Service::Smtp | Service::Submission | Service::Submissions => Some(crate::smtp::handle),
         Service::Imap | Service::Imaps => None,
         Service::Pop3 | Service::Pop3s => None,
     }
@@ -217,6 +242,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     let listeners = bind(&config).await?;
     let ctx = Arc::new(Context::new(config)?);
     let mut tasks = tokio::task::JoinSet::new();
+    // The queue's delivery worker; it resumes whatever the spool holds.
+    tasks.spawn(crate::queue::worker::run(ctx.clone()));
     for (service, listener) in listeners {
         let ctx = ctx.clone();
         let Some(handle) = handler(service) else {

@@ -1,0 +1,278 @@
+//! The durable outbound queue (RFC 5321 §4.5.4: retry strategy) and its
+//! delivery worker.
+//!
+//! Spool layout under `<data_dir>/queue/`: `<id>.eml` is the message as it
+//! will be sent (signature already prepended), `<id>.json` its
+//! [`QueuedMessage`] record (recipients with their state, attempts, next
+//! attempt). The body is written and fsync'd before the record; the record
+//! is written to a temporary name, fsync'd, renamed and the folder fsync'd,
+//! so a `250` is only sent for a message whose both files are on disk. A
+//! restart finds every record and resumes.
+
+mod dsn;
+mod no_verify;
+pub mod worker;
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::store::{StoreError, sync_dir};
+
+/// Errors of the spool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// A file operation failed.
+    #[error("queue {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A record could not be encoded or decoded.
+    #[error("queue record {path}: {message}")]
+    Record {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Syncing the folder failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> QueueError + 'a {
+    move |source| QueueError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The state of one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RcptState {
+    /// Not delivered yet.
+    Pending,
+    /// Accepted by the next hop.
+    Delivered,
+    /// Permanently failed (a DSN was or will be sent).
+    Failed,
+}
+
+/// One recipient of a queued message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedRecipient {
+    /// The address.
+    pub address: String,
+    /// Its state.
+    pub state: RcptState,
+    /// The last reply or error for it.
+    #[serde(default)]
+    pub last_result: Option<String>,
+}
+
+/// The record of a queued message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    /// Queue id (file stem).
+    pub id: String,
+    /// Envelope sender (empty: null sender, no DSN is ever sent for it).
+    pub mail_from: String,
+    /// Recipients.
+    pub recipients: Vec<QueuedRecipient>,
+    /// When it was queued (Unix seconds).
+    pub created: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Earliest next attempt (Unix seconds).
+    pub next_attempt: u64,
+}
+
+/// Current Unix time in seconds.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The spool.
+#[derive(Debug)]
+pub struct Queue {
+    dir: PathBuf,
+    notify: Notify,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+impl Queue {
+    /// Opens (creates) the spool folder.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, QueueError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        Ok(Self {
+            dir,
+            notify: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The spool folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Wakes the delivery worker (a message was queued).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    pub(crate) async fn wait(&self, max: std::time::Duration) {
+        let _ = tokio::time::timeout(max, self.notify.notified()).await;
+    }
+
+    /// Queues `message` for `rcpts` durably; returns the queue id.
+    /// Blocking (fsync): call it from a blocking thread.
+    pub fn enqueue(
+        &self,
+        mail_from: &str,
+        rcpts: &[String],
+        message: &[u8],
+    ) -> Result<String, QueueError> {
+        let id = crate::smtp::headers::new_id();
+        let body = self.dir.join(format!("{id}.eml"));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&body)
+            .map_err(io("create", &body))?;
+        f.write_all(message).map_err(io("write", &body))?;
+        f.sync_all().map_err(io("fsync", &body))?;
+        let now = now_secs();
+        let record = QueuedMessage {
+            id: id.clone(),
+            mail_from: mail_from.to_string(),
+            recipients: rcpts
+                .iter()
+                .map(|a| QueuedRecipient {
+                    address: a.clone(),
+                    state: RcptState::Pending,
+                    last_result: None,
+                })
+                .collect(),
+            created: now,
+            attempts: 0,
+            next_attempt: now,
+        };
+        self.save(&record)?;
+        Ok(id)
+    }
+
+    /// Writes a record atomically and durably.
+    pub fn save(&self, record: &QueuedMessage) -> Result<(), QueueError> {
+        let path = self.dir.join(format!("{}.json", record.id));
+        let tmp = self.dir.join(format!("{}.json.tmp", record.id));
+        let json = serde_json::to_vec_pretty(record).map_err(|e| QueueError::Record {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&json).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Removes a finished message (record first, then body).
+    pub fn remove(&self, id: &str) -> Result<(), QueueError> {
+        let record = self.dir.join(format!("{id}.json"));
+        let body = self.dir.join(format!("{id}.eml"));
+        fs::remove_file(&record).map_err(io("remove", &record))?;
+        let _ = fs::remove_file(&body);
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// The body of a queued message.
+    pub fn body(&self, id: &str) -> Result<Vec<u8>, QueueError> {
+        let body = self.dir.join(format!("{id}.eml"));
+        fs::read(&body).map_err(io("read", &body))
+    }
+
+    /// Every record in the spool (unreadable ones are skipped with a warning).
+    pub fn list(&self) -> Vec<QueuedMessage> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            match fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<QueuedMessage>(&b).ok())
+            {
+                Some(r) => out.push(r),
+                None => tracing::warn!(path = %p.display(), "unreadable queue record skipped"),
+            }
+        }
+        out.sort_by_key(|r| r.created);
+        out
+    }
+
+    /// Marks `id` as being delivered; false if it already is.
+    pub(crate) fn claim(&self, id: &str) -> bool {
+        self.in_flight
+            .lock()
+            .map(|mut s| s.insert(id.to_string()))
+            .unwrap_or(false)
+    }
+
+    /// Releases a claim.
+    pub(crate) fn release(&self, id: &str) {
+        if let Ok(mut s) = self.in_flight.lock() {
+            s.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enqueue_list_remove() {
+        let dir = std::env::temp_dir().join(format!("queue-test-{}", std::process::id()));
+        let q = Queue::open(&dir).unwrap();
+        let id = q
+            .enqueue(
+                "a@x.test",
+                &["b@y.test".into()],
+                b"Subject: t\r\n\r\nhi\r\n",
+            )
+            .unwrap();
+        let list = q.list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, id);
+        assert_eq!(list[0].recipients[0].state, RcptState::Pending);
+        assert_eq!(q.body(&id).unwrap(), b"Subject: t\r\n\r\nhi\r\n");
+        q.remove(&id).unwrap();
+        assert!(q.list().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

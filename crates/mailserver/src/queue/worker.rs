@@ -1,0 +1,334 @@
+//! The delivery worker: takes due messages from the spool, resolves the
+//! recipient domain's MX (RFC 5321 §5.1) through the lab DNS, connects from
+//! the server's own address to the MX on the relay port, requires STARTTLS
+//! (RFC 3207) with the peer certificate verified against the lab CA for the
+//! MX host name, and sends. 4xx replies and connection failures are retried
+//! on the config's schedule (RFC 5321 §4.5.4.1); 5xx replies and expiry
+//! produce a DSN to the sender (RFC 3464).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mail_send::SmtpClient;
+use mail_send::smtp::message::Parameters;
+use smtp_proto::EXT_START_TLS;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{QueuedMessage, RcptState, now_secs};
+use crate::server::Context;
+
+/// How long one SMTP conversation step may take.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the spool is scanned when nothing wakes the worker.
+const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The result of trying one recipient.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Delivered(String),
+    /// Retry later.
+    Temporary(String),
+    /// Give up, send a DSN.
+    Permanent(String),
+}
+
+/// Runs the worker until the task is dropped.
+pub async fn run(ctx: Arc<Context>) {
+    loop {
+        let now = now_secs();
+        let q = ctx.clone();
+        let records = tokio::task::spawn_blocking(move || q.queue.list())
+            .await
+            .unwrap_or_default();
+        for record in records {
+            if record.next_attempt > now || !ctx.queue.claim(&record.id) {
+                continue;
+            }
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let id = record.id.clone();
+                attempt(&ctx, record).await;
+                ctx.queue.release(&id);
+                ctx.queue.wake();
+            });
+        }
+        ctx.queue.wait(SCAN_INTERVAL).await;
+    }
+}
+
+/// One delivery attempt of a queued message.
+async fn attempt(ctx: &Arc<Context>, mut record: QueuedMessage) {
+    let body = {
+        let q = ctx.clone();
+        let id = record.id.clone();
+        match tokio::task::spawn_blocking(move || q.queue.body(&id)).await {
+            Ok(Ok(b)) => b,
+            other => {
+                tracing::error!(id = %record.id, ?other, "queued message body unreadable");
+                return;
+            }
+        }
+    };
+    // Group pending recipients by domain: one connection per domain.
+    let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &record.recipients {
+        if r.state == RcptState::Pending {
+            let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
+            by_domain
+                .entry(domain.to_ascii_lowercase())
+                .or_default()
+                .push(r.address.clone());
+        }
+    }
+    for (domain, rcpts) in by_domain {
+        let results = deliver_domain(ctx, &record.mail_from, &domain, &rcpts, &body).await;
+        for (address, outcome) in results {
+            if let Some(r) = record.recipients.iter_mut().find(|r| r.address == address) {
+                let (state, text) = match outcome {
+                    Outcome::Delivered(t) => (RcptState::Delivered, t),
+                    Outcome::Temporary(t) => (RcptState::Pending, t),
+                    Outcome::Permanent(t) => (RcptState::Failed, t),
+                };
+                tracing::info!(id = %record.id, rcpt = %address, ?state, result = %text, "delivery attempt");
+                r.state = state;
+                r.last_result = Some(text);
+            }
+        }
+    }
+    record.attempts += 1;
+    let now = now_secs();
+    let relay = &ctx.config.relay;
+    let expired = now.saturating_sub(record.created) >= relay.max_age_secs;
+    if expired {
+        for r in record.recipients.iter_mut() {
+            if r.state == RcptState::Pending {
+                r.state = RcptState::Failed;
+                let last = r.last_result.clone().unwrap_or_default();
+                r.last_result = Some(format!(
+                    "gave up after {} attempts in {} s; last result: {last}",
+                    record.attempts, relay.max_age_secs
+                ));
+            }
+        }
+    }
+    let pending = record
+        .recipients
+        .iter()
+        .any(|r| r.state == RcptState::Pending);
+    let ctx2 = ctx.clone();
+    let result = if pending {
+        let schedule = &relay.retry_schedule_secs;
+        let idx = (record.attempts as usize).saturating_sub(1);
+        let delay = schedule.get(idx).or(schedule.last()).copied().unwrap_or(60);
+        record.next_attempt = now + delay;
+        tokio::task::spawn_blocking(move || ctx2.queue.save(&record)).await
+    } else {
+        tokio::task::spawn_blocking(move || {
+            super::dsn::send_failures(&ctx2, &record, &body);
+            ctx2.queue.remove(&record.id)
+        })
+        .await
+    };
+    if let Ok(Err(e)) = result {
+        tracing::error!(error = %e, "queue update failed");
+    }
+}
+
+/// Resolves the MX hosts of `domain` (RFC 5321 §5.1), best first, with
+/// their IPv4 addresses. An empty list with `Err` is a permanent failure.
+async fn resolve_mx(ctx: &Context, domain: &str) -> Result<Vec<(String, Vec<IpAddr>)>, Outcome> {
+    let resolver = ctx.authenticator.resolver();
+    let fqdn = format!("{}.", domain.trim_end_matches('.'));
+    let mut hosts: Vec<(u16, String)> = match resolver.mx_lookup(fqdn.as_str()).await {
+        Ok(lookup) => lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_proto::rr::RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                _ => None,
+            })
+            .collect(),
+        Err(e) if e.is_no_records_found() => {
+            if e.is_nx_domain() {
+                return Err(Outcome::Permanent(format!(
+                    "550 5.1.2 domain {domain} does not exist (DNS NXDOMAIN)"
+                )));
+            }
+            // RFC 5321 §5.1: no MX -> the domain itself is the implicit MX.
+            vec![(0, fqdn.clone())]
+        }
+        Err(e) => {
+            return Err(Outcome::Temporary(format!(
+                "451 4.4.3 MX lookup for {domain} failed: {e}"
+            )));
+        }
+    };
+    hosts.sort_by_key(|(p, _)| *p);
+    let mut out = Vec::new();
+    for (_, host) in hosts {
+        let ips: Vec<IpAddr> = match resolver.ipv4_lookup(host.as_str()).await {
+            Ok(l) => l
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_proto::rr::RData::A(a) => Some(IpAddr::V4(a.0)),
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        out.push((host.trim_end_matches('.').to_string(), ips));
+    }
+    Ok(out)
+}
+
+/// Delivers to the recipients of one domain; one outcome per recipient.
+async fn deliver_domain(
+    ctx: &Context,
+    mail_from: &str,
+    domain: &str,
+    rcpts: &[String],
+    body: &[u8],
+) -> Vec<(String, Outcome)> {
+    let all = |o: Outcome| rcpts.iter().map(|r| (r.clone(), o.clone())).collect();
+    let hosts = match resolve_mx(ctx, domain).await {
+        Ok(h) => h,
+        Err(o) => return all(o),
+    };
+    let mut last = Outcome::Temporary(format!("451 4.4.4 no reachable MX host for {domain}"));
+    for (host, ips) in hosts {
+        for ip in ips {
+            let addr = SocketAddr::new(ip, ctx.config.relay.port);
+            match send_to(ctx, addr, &host, mail_from, rcpts, body).await {
+                Ok(results) => return results,
+                Err(o) => {
+                    tracing::info!(%addr, %host, outcome = ?o, "MX attempt failed");
+                    last = o;
+                }
+            }
+        }
+    }
+    all(last)
+}
+
+/// A reply as text: `code x.y.z message` (RFC 3463 code when present).
+fn reply_text(r: &smtp_proto::Response<String>) -> String {
+    if r.esc[0] > 0 {
+        format!(
+            "{} {}.{}.{} {}",
+            r.code, r.esc[0], r.esc[1], r.esc[2], r.message
+        )
+    } else {
+        format!("{} {}", r.code, r.message)
+    }
+}
+
+/// An error before any recipient was answered: the whole attempt's outcome.
+fn conversation_error(e: mail_send::Error, step: &str) -> Outcome {
+    match e {
+        mail_send::Error::UnexpectedReply(r) if r.code() >= 500 => {
+            Outcome::Permanent(format!("{} (at {step})", reply_text(&r)))
+        }
+        mail_send::Error::UnexpectedReply(r) => {
+            Outcome::Temporary(format!("{} (at {step})", reply_text(&r)))
+        }
+        other => Outcome::Temporary(format!("451 4.4.2 {step}: {other}")),
+    }
+}
+
+/// One SMTP conversation with `addr`, leaving from our own address.
+async fn send_to(
+    ctx: &Context,
+    addr: SocketAddr,
+    host: &str,
+    mail_from: &str,
+    rcpts: &[String],
+    body: &[u8],
+) -> Result<Vec<(String, Outcome)>, Outcome> {
+    let relay = &ctx.config.relay;
+    let local = ctx.config.listen.address;
+    let mut client = SmtpClient::connect_using(local, addr, SMTP_TIMEOUT)
+        .await
+        .map_err(|e| Outcome::Temporary(format!("451 4.4.1 connect to {host} [{addr}]: {e}")))?;
+    let greeting = client
+        .read()
+        .await
+        .map_err(|e| conversation_error(e, "greeting"))?;
+    if greeting.code() != 220 {
+        return Err(conversation_error(
+            mail_send::Error::UnexpectedReply(greeting),
+            "greeting",
+        ));
+    }
+    let hostname = ctx.config.hostname.clone();
+    let ehlo = client
+        .ehlo(&hostname)
+        .await
+        .map_err(|e| conversation_error(e, "EHLO"))?;
+    if !ehlo.has_capability(EXT_START_TLS) {
+        if relay.require_tls {
+            return Err(Outcome::Temporary(format!(
+                "451 4.7.10 {host} [{addr}] does not offer STARTTLS and the relay policy requires TLS"
+            )));
+        }
+        return converse(client, mail_from, rcpts, body).await;
+    }
+    // RFC 3207 §4.1, RFC 7672-style authentication by the lab CA: the
+    // certificate must be valid for the MX host name.
+    let connector = if relay.verify_certificate {
+        ctx.tls_connector.clone()
+    } else {
+        super::no_verify::connector()
+    };
+    let mut client = client
+        .start_tls(&connector, host)
+        .await
+        .map_err(|e| match e {
+            mail_send::Error::UnexpectedReply(_) => conversation_error(e, "STARTTLS"),
+            other => Outcome::Temporary(format!(
+                "451 4.7.5 TLS with {host} [{addr}] failed: {other}"
+            )),
+        })?;
+    client
+        .ehlo(&hostname)
+        .await
+        .map_err(|e| conversation_error(e, "EHLO after STARTTLS"))?;
+    converse(client, mail_from, rcpts, body).await
+}
+
+/// MAIL, RCPT for each recipient, DATA, QUIT.
+async fn converse<T: AsyncRead + AsyncWrite + Unpin>(
+    mut client: SmtpClient<T>,
+    mail_from: &str,
+    rcpts: &[String],
+    body: &[u8],
+) -> Result<Vec<(String, Outcome)>, Outcome> {
+    client
+        .mail_from(mail_from, &Parameters::default())
+        .await
+        .map_err(|e| conversation_error(e, "MAIL FROM"))?;
+    let mut results = Vec::new();
+    let mut accepted = Vec::new();
+    for rcpt in rcpts {
+        match client.rcpt_to(rcpt, &Parameters::default()).await {
+            Ok(()) => accepted.push(rcpt.clone()),
+            Err(e) => results.push((rcpt.clone(), conversation_error(e, "RCPT TO"))),
+        }
+    }
+    if accepted.is_empty() {
+        let _ = client.quit().await;
+        return Ok(results);
+    }
+    // mail-send terminates with CRLF.CRLF itself; drop our final CRLF so the
+    // body is not extended by an empty line at every hop.
+    let body = body.strip_suffix(b"\r\n").unwrap_or(body);
+    let outcome = match client.data(body).await {
+        Ok(r) => Outcome::Delivered(reply_text(&r)),
+        Err(e) => conversation_error(e, "DATA"),
+    };
+    let _ = client.quit().await;
+    results.extend(accepted.into_iter().map(|r| (r, outcome.clone())));
+    Ok(results)
+}

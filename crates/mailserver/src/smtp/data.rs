@@ -1,0 +1,57 @@
+//! DATA (RFC 5321 §4.1.1.4): reads the message, then hands it to the
+//! inbound pipeline (port 25) or to submission (587/465). The reply is sent
+//! only after the message is durable: in every recipient's Maildir and, for
+//! remote recipients, in the queue (RFC 5321 §6.1).
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::reply;
+use super::session::{Next, ReadError, Session};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Handles DATA.
+    pub(super) async fn data(&mut self) -> Next {
+        let Some(tx) = self.data.tx.clone() else {
+            return self.fail(&reply::NEED_MAIL);
+        };
+        if tx.local.is_empty() && tx.remote.is_empty() {
+            // RFC 5321 §3.3: DATA without a valid recipient is 503 (or 554).
+            return self.fail(&reply::NEED_RCPT);
+        }
+        self.reply(&reply::START_DATA);
+        let message = match self.read_data().await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                self.data.tx = None;
+                self.transcript.info("message over the size limit, refused");
+                return self.fail(&reply::TOO_BIG);
+            }
+            Err(ReadError::Timeout) => {
+                self.reply(&reply::TIMEOUT);
+                return Next::Close;
+            }
+            Err(ReadError::TooLong) => {
+                self.reply(&reply::LINE_TOO_LONG);
+                return Next::Close;
+            }
+            Err(ReadError::Eof | ReadError::Io) => return Next::Close,
+        };
+        self.data.tx = None;
+        self.transcript
+            .info(&format!("message of {} octets received", message.len()));
+        let r = if self.is_submission() {
+            self.submit(tx, message).await
+        } else {
+            self.receive(tx, message).await
+        };
+        if r.is_error() {
+            self.transcript
+                .info(&format!("message refused: {}", r.text));
+            self.fail(&r)
+        } else {
+            self.data.messages += 1;
+            self.reply(&r);
+            Next::Continue
+        }
+    }
+}

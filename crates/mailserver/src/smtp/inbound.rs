@@ -1,0 +1,135 @@
+//! The inbound pipeline after DATA on port 25 (SPEC §7, steps 3 and 4):
+//! DKIM (RFC 6376) -> DMARC (RFC 7489) -> the filter stage -> trace header
+//! fields (`Received`, `Authentication-Results` RFC 8601, `Received-SPF`
+//! RFC 7208 §9.1) -> Maildir delivery, fsync'd before the `250`.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::headers::{new_id, received};
+use super::reply::{self, Reply};
+use super::session::{Session, Transaction};
+use crate::auth::{DkimVerdict, check_message};
+use crate::config::Action;
+use crate::filter::{FilterInput, run_stage};
+use crate::server::Context;
+use crate::store::{INBOX, JUNK};
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Runs the inbound checks on a received message and delivers it.
+    pub(super) async fn receive(&mut self, tx: Transaction, message: Vec<u8>) -> Reply {
+        let ctx = self.ctx.clone();
+        let policy = ctx.config.policy.clone();
+        let Some(spf) = tx.spf.clone() else {
+            return reply::LOCAL_ERROR;
+        };
+        let Some(results) = check_message(
+            &ctx.authenticator,
+            &ctx.config.hostname,
+            &message,
+            &spf,
+            policy.dkim_verify,
+        )
+        .await
+        else {
+            return reply::BAD_MESSAGE;
+        };
+        self.transcript.info(&format!(
+            "spf={} dkim={} dmarc={}",
+            spf.keyword(),
+            results.dkim_keyword,
+            results.dmarc_keyword
+        ));
+        // RFC 6376 §6.1 with SPEC §7: signatures present and none valid.
+        match (results.dkim, policy.dkim_invalid) {
+            (DkimVerdict::Fail, Action::Reject) => return reply::DKIM_FAIL,
+            (DkimVerdict::Fail, Action::Tempfail) => return reply::DKIM_TEMPERROR,
+            (DkimVerdict::TempError, Action::Reject | Action::Tempfail) => {
+                return reply::AUTH_TEMPERROR;
+            }
+            _ => {}
+        }
+        let mut folder = INBOX.to_string();
+        // RFC 7489 §6.6.2 / §10.3: act on the domain owner's policy.
+        if policy.dmarc_enforce {
+            if results.dmarc_reject {
+                return reply::DMARC_REJECT;
+            }
+            if results.dmarc_quarantine {
+                folder = JUNK.to_string();
+            }
+        }
+        let input = FilterInput {
+            message: &message,
+            authenticated: false,
+            mail_from: &tx.mail_from,
+            rcpt_to: &tx.local,
+            spf: spf.keyword(),
+            dkim: results.dkim_keyword,
+            dmarc: results.dmarc_keyword,
+        };
+        let stage = match run_stage(&ctx.filters, &input) {
+            Ok(Ok(stage)) => stage,
+            Ok(Err(refusal)) => return Reply::new(refusal.code, refusal.status, refusal.text),
+            Err(e) => {
+                tracing::warn!(error = %e, "filter failed");
+                return reply::FILTER_ERROR;
+            }
+        };
+        if let Some(f) = stage.folder {
+            folder = f;
+        }
+        let id = new_id();
+        let rcpt = (tx.local.len() == 1).then(|| tx.local[0].as_str());
+        let mut head = received(&ctx.config.hostname, &self.params, &self.data, &id, rcpt);
+        head.push_str(&results.authentication_results);
+        head.push_str(&results.received_spf);
+        for (name, value) in &stage.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let mut full = Vec::with_capacity(head.len() + message.len());
+        full.extend_from_slice(head.as_bytes());
+        full.extend_from_slice(&message);
+        match deliver_local(ctx, tx.local.clone(), folder.clone(), full).await {
+            Ok(()) => {
+                self.transcript.info(&format!(
+                    "delivered {id} to {} ({folder})",
+                    tx.local.join(", ")
+                ));
+                Reply::new(
+                    250,
+                    "2.0.0",
+                    format!("Message accepted for delivery, id {id}"),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delivery to Maildir failed");
+                reply::LOCAL_ERROR
+            }
+        }
+    }
+}
+
+/// Delivers `message` into `folder` of every local recipient, on a
+/// blocking thread (each delivery fsyncs file and folder).
+pub(super) async fn deliver_local(
+    ctx: Arc<Context>,
+    rcpts: Vec<String>,
+    folder: String,
+    message: Vec<u8>,
+) -> Result<(), String> {
+    if rcpts.is_empty() {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || {
+        for rcpt in &rcpts {
+            ctx.store
+                .deliver(rcpt, &folder, &message)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

@@ -1,0 +1,474 @@
+//! The SMTP session: state, line reading with limits, the command
+//! dispatcher and the reply writer. Generic over the stream, so the same
+//! code runs on plain TCP, on TLS, and over `tokio::io::duplex` in tests.
+//!
+//! One file per command group implements the handlers (`ehlo.rs`,
+//! `mail.rs`, `rcpt.rs`, `data.rs`, `sasl.rs`); this file only reads,
+//! parses (with `smtp-proto`) and dispatches.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smtp_proto::Request;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::accounts::Authenticated;
+use crate::auth::SpfCheck;
+use crate::server::{Context, Service};
+use crate::transcript::Transcript;
+
+use super::reply::{self, Reply};
+
+/// Errors in a session before it is closed.
+pub const MAX_ERRORS: u32 = 20;
+/// Recipients per transaction (RFC 5321 §4.5.3.1.8 asks for at least 100).
+pub const MAX_RECIPIENTS: usize = 100;
+/// Read chunk size.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Proof that TLS is active on the session: the negotiated version and
+/// cipher suite (for the Received header and the transcript).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsActive {
+    /// `TLS1.3` or `TLS1.2`.
+    pub version: String,
+    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+/// Facts of the connection resolved at connect (and after STARTTLS).
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// The client.
+    pub peer: SocketAddr,
+    /// Which port the client connected to.
+    pub service: Service,
+    /// TLS, when active.
+    pub tls: Option<TlsActive>,
+    /// Longest command line, CRLF included.
+    pub max_line: usize,
+    /// Largest message.
+    pub max_size: usize,
+    /// Time to wait for each command or data chunk.
+    pub timeout: Duration,
+}
+
+/// The mail transaction in progress (RFC 5321 §3.3).
+#[derive(Debug, Clone, Default)]
+pub struct Transaction {
+    /// The reverse-path (empty: null sender).
+    pub mail_from: String,
+    /// The SPF result of MAIL FROM (inbound only).
+    pub spf: Option<SpfCheck>,
+    /// Local recipients.
+    pub local: Vec<String>,
+    /// Remote recipients (authenticated submission only).
+    pub remote: Vec<String>,
+}
+
+impl Transaction {
+    /// All recipients.
+    pub fn recipients(&self) -> Vec<String> {
+        self.local.iter().chain(&self.remote).cloned().collect()
+    }
+}
+
+/// What the session knows about the client; cleared by STARTTLS (RFC 3207 §4.2).
+#[derive(Debug, Clone, Default)]
+pub struct SessionData {
+    /// The EHLO/HELO name.
+    pub helo: Option<String>,
+    /// EHLO (not HELO) was used.
+    pub esmtp: bool,
+    /// Proof of a successful AUTH.
+    pub auth: Option<Authenticated>,
+    /// The current transaction.
+    pub tx: Option<Transaction>,
+    /// Errors so far.
+    pub errors: u32,
+    /// Messages accepted in this session.
+    pub messages: u32,
+}
+
+/// What the session loop does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next command.
+    Continue,
+    /// Close the connection.
+    Close,
+    /// `220` was sent for STARTTLS: hand the stream to the TLS acceptor.
+    StartTls,
+}
+
+/// Why reading from the client stopped.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The client closed the connection.
+    Eof,
+    /// No input within the command timeout.
+    Timeout,
+    /// A line longer than the limit.
+    TooLong,
+    /// I/O error.
+    Io,
+}
+
+/// An SMTP session over stream `S`.
+pub struct Session<S> {
+    pub(crate) ctx: Arc<Context>,
+    stream: S,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    /// Per-connection parameters.
+    pub params: SessionParams,
+    /// Per-client state.
+    pub data: SessionData,
+    pub(crate) transcript: Transcript,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// A new session; `tls` is `Some` for implicit TLS or after STARTTLS.
+    pub fn new(
+        ctx: Arc<Context>,
+        stream: S,
+        peer: SocketAddr,
+        service: Service,
+        tls: Option<TlsActive>,
+        transcript: Transcript,
+    ) -> Self {
+        let limits = &ctx.config.limits;
+        let params = SessionParams {
+            peer,
+            service,
+            tls,
+            max_line: limits.max_line_length.max(512),
+            max_size: limits.max_message_size,
+            timeout: limits.command_timeout(),
+        };
+        Self {
+            ctx,
+            stream,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            params,
+            data: SessionData::default(),
+            transcript,
+        }
+    }
+
+    /// Gives the stream back (for STARTTLS). Unread input is dropped: a
+    /// client must not pipeline past STARTTLS (RFC 3207 §4.2; the plaintext
+    /// injection attack, CVE-2011-0411).
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+
+    /// True on the submission ports (587, 465).
+    pub fn is_submission(&self) -> bool {
+        matches!(
+            self.params.service,
+            Service::Submission | Service::Submissions
+        )
+    }
+
+    /// Queues a reply (sent when the session needs more input or closes:
+    /// RFC 2920 §3.1 pipelining).
+    pub fn reply(&mut self, r: &Reply) {
+        let wire = r.to_wire();
+        for line in wire.lines() {
+            self.transcript.server(line);
+        }
+        self.out.extend_from_slice(wire.as_bytes());
+    }
+
+    /// Queues raw reply text (EHLO).
+    pub(crate) fn reply_raw(&mut self, wire: &str) {
+        for line in wire.lines() {
+            self.transcript.server(line);
+        }
+        self.out.extend_from_slice(wire.as_bytes());
+    }
+
+    /// Sends queued replies.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            tokio::time::timeout(self.params.timeout, self.stream.write_all(&out))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            self.stream.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads more input (flushing replies first), with the command timeout.
+    async fn fill(&mut self) -> Result<(), ReadError> {
+        self.flush().await.map_err(|_| ReadError::Io)?;
+        let mut chunk = vec![0u8; READ_CHUNK];
+        match tokio::time::timeout(self.params.timeout, self.stream.read(&mut chunk)).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(_)) => Err(ReadError::Io),
+            Ok(Ok(0)) => Err(ReadError::Eof),
+            Ok(Ok(n)) => {
+                self.inbuf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads one line, LF included. RFC 5321 §4.5.3.1.4: command lines are
+    /// limited (the config's `max_line_length`); a longer one is an error.
+    pub async fn read_line(&mut self) -> Result<Vec<u8>, ReadError> {
+        loop {
+            if let Some(pos) = self.inbuf.iter().position(|&b| b == b'\n') {
+                if pos + 1 > self.params.max_line {
+                    return Err(ReadError::TooLong);
+                }
+                return Ok(self.inbuf.drain(..=pos).collect());
+            }
+            if self.inbuf.len() > self.params.max_line {
+                return Err(ReadError::TooLong);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads the message after `354` up to `<CRLF>.<CRLF>`, removing dot
+    /// stuffing (RFC 5321 §4.5.2). Past the size limit the rest is read and
+    /// dropped; `Ok(None)` then tells the caller to answer `552 5.3.4`
+    /// (RFC 1870 §6), so memory stays bounded by the limit.
+    ///
+    /// Deviation (as mox): a bare LF inside the message is accepted and
+    /// stored as CRLF (RFC 5321 §2.3.8 forbids it, real clients send it),
+    /// but the end of data is only a `.` line between two CRLFs, so a
+    /// `<LF>.<LF>` cannot end the message early (SMTP smuggling).
+    pub async fn read_data(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+        let limit = self.params.max_size;
+        let mut message = Vec::with_capacity(8192);
+        let mut too_big = false;
+        let mut at_line_start = true;
+        let mut prev_crlf = true;
+        let push = |message: &mut Vec<u8>, too_big: &mut bool, bytes: &[u8]| {
+            if *too_big {
+                return;
+            }
+            if message.len() + bytes.len() > limit {
+                *too_big = true;
+                *message = Vec::new();
+            } else {
+                message.extend_from_slice(bytes);
+            }
+        };
+        loop {
+            let mut start = 0;
+            while let Some(off) = self.inbuf[start..].iter().position(|&b| b == b'\n') {
+                let end = start + off + 1;
+                let line = &self.inbuf[start..end];
+                let crlf = line.ends_with(b"\r\n");
+                if at_line_start && prev_crlf && line == b".\r\n" {
+                    self.inbuf.drain(..end);
+                    return Ok(if too_big { None } else { Some(message) });
+                }
+                let line = if at_line_start && line.first() == Some(&b'.') {
+                    &line[1..]
+                } else {
+                    line
+                };
+                if crlf {
+                    push(&mut message, &mut too_big, line);
+                } else {
+                    push(&mut message, &mut too_big, &line[..line.len() - 1]);
+                    push(&mut message, &mut too_big, b"\r\n");
+                }
+                at_line_start = true;
+                prev_crlf = crlf;
+                start = end;
+            }
+            // A long partial line: move it out so the buffer stays small.
+            let rest = &self.inbuf[start..];
+            if rest.len() > 1024 {
+                let rest = if at_line_start && rest.first() == Some(&b'.') {
+                    &rest[1..]
+                } else {
+                    rest
+                };
+                // Keep a trailing CR with the next chunk (it may start a CRLF).
+                let keep = usize::from(rest.last() == Some(&b'\r'));
+                push(&mut message, &mut too_big, &rest[..rest.len() - keep]);
+                at_line_start = false;
+                start = self.inbuf.len() - keep;
+            }
+            self.inbuf.drain(..start);
+            self.fill().await?;
+        }
+    }
+
+    /// Counts a client error; true when the session should be closed.
+    pub fn error(&mut self, r: &Reply) -> bool {
+        self.reply(r);
+        self.data.errors += 1;
+        if self.data.errors >= MAX_ERRORS {
+            self.reply(&reply::TOO_MANY_ERRORS);
+            return true;
+        }
+        false
+    }
+
+    /// Runs the session until QUIT, an error, or STARTTLS.
+    pub async fn run(&mut self, greet: bool) -> Next {
+        if greet {
+            let banner = Reply::new(
+                220,
+                "",
+                format!("{} ESMTP maillab ready", self.ctx.config.hostname),
+            );
+            self.reply(&banner);
+        }
+        let next = loop {
+            let line = match self.read_line().await {
+                Ok(line) => line,
+                Err(ReadError::TooLong) => {
+                    self.transcript.info("line too long, closing");
+                    self.reply(&reply::LINE_TOO_LONG);
+                    break Next::Close;
+                }
+                Err(ReadError::Timeout) => {
+                    self.transcript.info("command timeout, closing");
+                    self.reply(&reply::TIMEOUT);
+                    break Next::Close;
+                }
+                Err(ReadError::Eof | ReadError::Io) => {
+                    self.transcript.info("connection closed by the client");
+                    return Next::Close;
+                }
+            };
+            match self.command(&line).await {
+                Next::Continue => continue,
+                other => break other,
+            }
+        };
+        let _ = self.flush().await;
+        if next == Next::StartTls {
+            self.inbuf.clear();
+        }
+        next
+    }
+
+    /// Parses and dispatches one command line.
+    async fn command(&mut self, line: &[u8]) -> Next {
+        let text = String::from_utf8_lossy(line);
+        let is_auth = text
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("AUTH "));
+        if is_auth {
+            // RFC 4954 §4: the initial response carries credentials.
+            self.transcript.client_redacted(&text, 2);
+        } else {
+            self.transcript.client(&text);
+        }
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r.into_owned(),
+            Err(e) => {
+                let r = parse_error_reply(&e);
+                return if self.error(&r) {
+                    Next::Close
+                } else {
+                    Next::Continue
+                };
+            }
+        };
+        match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Lhlo { .. } => self.unsupported(),
+            Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await,
+            Request::Mail { from } => self.mail(from).await,
+            Request::Rcpt { to } => self.rcpt(to),
+            Request::Data => self.data().await,
+            Request::Bdat { .. } => self.unsupported(),
+            Request::Rset => {
+                // RFC 5321 §4.1.1.5
+                self.data.tx = None;
+                self.reply(&reply::RESET_OK);
+                Next::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply(&reply::OK);
+                Next::Continue
+            }
+            Request::Vrfy { .. } => {
+                // RFC 5321 §7.3: VRFY may be declined; 252 as §3.5.3 suggests.
+                self.reply(&reply::CANNOT_VRFY);
+                Next::Continue
+            }
+            Request::Quit => {
+                self.reply(&reply::BYE);
+                Next::Close
+            }
+            Request::Expn { .. }
+            | Request::Help { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => self.unsupported(),
+        }
+    }
+
+    fn unsupported(&mut self) -> Next {
+        if self.error(&reply::NOT_IMPLEMENTED) {
+            Next::Close
+        } else {
+            Next::Continue
+        }
+    }
+
+    /// STARTTLS (RFC 3207 §4): `220`, then the caller upgrades the stream.
+    fn starttls(&mut self) -> Next {
+        if self.params.tls.is_some() || self.params.service.implicit_tls() {
+            return self.fail(&reply::ALREADY_TLS);
+        }
+        self.reply(&reply::READY_TLS);
+        Next::StartTls
+    }
+
+    /// Sends an error reply and continues (or closes past the error limit).
+    pub(crate) fn fail(&mut self, r: &Reply) -> Next {
+        if self.error(r) {
+            Next::Close
+        } else {
+            Next::Continue
+        }
+    }
+}
+
+/// The reply to a line `smtp-proto` cannot parse.
+fn parse_error_reply(e: &smtp_proto::Error) -> Reply {
+    use smtp_proto::Error as E;
+    match e {
+        E::UnknownCommand => reply::UNKNOWN_COMMAND,
+        E::InvalidSenderAddress => reply::BAD_SENDER_SYNTAX,
+        E::InvalidRecipientAddress => reply::BAD_RCPT_SYNTAX,
+        E::SyntaxError { syntax } => Reply::new(
+            501,
+            reply::SYNTAX,
+            format!("Syntax error, expected: {syntax}"),
+        ),
+        E::InvalidParameter { param } => Reply::new(
+            501,
+            reply::SYNTAX,
+            format!("Invalid value of parameter {param}"),
+        ),
+        // RFC 5321 §4.1.1.11: unrecognized parameters get 555.
+        E::UnsupportedParameter { param } => Reply::new(
+            555,
+            reply::SYNTAX,
+            format!("Parameter {param} is not supported"),
+        ),
+        _ => Reply::new(501, reply::SYNTAX, "Syntax error"),
+    }
+}
