@@ -135,6 +135,52 @@ pub fn last_message_id(sessions: &[Session]) -> Option<String> {
     })
 }
 
+/// The last delivery a transcript records: `(queue id, mailbox, folder)`
+/// from the server's `delivered <id> to <mailbox> (<folder>)` event.
+pub fn last_delivery(sessions: &[Session]) -> Option<(String, String, String)> {
+    sessions.iter().rev().find_map(|s| {
+        s.entries.iter().rev().find_map(|e| {
+            let rest = e.line.strip_prefix("delivered ")?;
+            let (id, rest) = rest.split_once(" to ")?;
+            let (mailbox, folder) = rest.split_once(' ').unwrap_or((rest, "(INBOX)"));
+            Some((
+                id.to_string(),
+                mailbox.to_string(),
+                folder.trim_matches(['(', ')']).to_string(),
+            ))
+        })
+    })
+}
+
+/// One line of the lab DNS server's query log.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsQuery {
+    /// RFC 3339 time.
+    pub time: String,
+    /// Who asked (`ip:port`).
+    pub client: String,
+    /// The name.
+    pub name: String,
+    /// The record type.
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// The answer's code.
+    pub rcode: String,
+}
+
+/// The queries `client_ip` made between `from` and `to` (RFC 3339 times).
+pub fn dns_between(lines: &[String], client_ip: &str, from: &str, to: &str) -> Vec<DnsQuery> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<DnsQuery>(l).ok())
+        .filter(|q| {
+            q.client.rsplit_once(':').map(|(ip, _)| ip) == Some(client_ip)
+                && q.time.as_str() >= from
+                && q.time.as_str() <= to
+        })
+        .collect()
+}
+
 /// Renders hops for `labctl trace`.
 pub fn render(hops: &[&Session]) -> String {
     let mut out = String::new();

@@ -14,7 +14,7 @@ mod dkim;
 mod dns;
 mod filters;
 mod mailboxes;
-mod messages;
+pub mod messages;
 mod pki;
 pub mod report;
 mod spf;
