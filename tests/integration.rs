@@ -3,6 +3,7 @@
 
 mod common;
 mod dns;
+mod imap_pop3;
 mod render;
 mod smtp;
 mod verify;

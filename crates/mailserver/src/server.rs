@@ -111,6 +111,9 @@ pub struct Context {
     /// (malware scanner, spam filter...). Filters are added in
     /// [`Context::new`]: push a `Box<dyn Filter>` built from the config.
     pub filters: Vec<Box<dyn Filter>>,
+    /// The spam filter's training hook for messages moved into or out of
+    /// `Junk` over IMAP (`None`: no training).
+    pub junk_training: Option<Arc<dyn crate::filter::JunkTraining>>,
     connections: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -159,6 +162,7 @@ impl Context {
             accounts: Accounts::new(&config),
             store: Store::new(config.data_dir.join("mail"), config.hostname.clone()),
             transcripts,
+            junk_training: None,
             connections: Mutex::new(HashMap::new()),
             config,
         })
@@ -211,8 +215,8 @@ pub type Handler =
 fn handler(service: Service) -> Option<Handler> {
     match service {
         Service::Smtp | Service::Submission | Service::Submissions => Some(crate::smtp::handle),
-        Service::Imap | Service::Imaps => None,
-        Service::Pop3 | Service::Pop3s => None,
+        Service::Imap | Service::Imaps => Some(crate::imap::handler),
+        Service::Pop3 | Service::Pop3s => Some(crate::pop3::handler),
     }
 }
 
