@@ -8,3 +8,4 @@ mod imap_pop3;
 mod local_runtime;
 mod render;
 mod smtp;
+mod verify;

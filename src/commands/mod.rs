@@ -4,13 +4,17 @@ pub mod dns;
 pub mod doctor;
 pub mod down;
 pub mod image;
+pub mod inspect;
 pub mod logs;
 pub mod render;
+pub mod send;
 pub mod serve_dns;
 pub mod serve_mail;
 pub mod status;
+pub mod trace;
 pub mod up;
 pub mod variants;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -26,7 +30,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => render::run(&catalog()?, &args).map(|_| ExitCode::SUCCESS),
         Command::Up(args) => up::run(&catalog()?, &args),
         Command::Status { variant, json } => status::run(variant, json),
-        Command::Verify { .. } => Err(exit::not_implemented("verify")),
         Command::Down {
             variant,
             all,
@@ -37,9 +40,44 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             server,
             follow,
         } => logs::run(variant, server.as_deref(), follow),
-        Command::Trace { .. } => Err(exit::not_implemented("trace")),
-        Command::Send(_) => Err(exit::not_implemented("send")),
-        Command::Inspect { .. } => Err(exit::not_implemented("inspect")),
+        Command::Verify {
+            variant,
+            json,
+            junit,
+            only,
+            list,
+            dir,
+        } => verify::run(
+            &catalog()?,
+            &verify::Options {
+                variant,
+                dir: dir.as_deref(),
+                json,
+                junit: junit.as_deref(),
+                only: &only,
+                list,
+            },
+        ),
+        Command::Trace {
+            variant,
+            message_id,
+            dir,
+        } => trace::run(variant, dir.as_deref(), message_id.as_deref()),
+        Command::Send(args) => send::run(&args),
+        Command::Inspect {
+            address,
+            last: _,
+            uid,
+            folder,
+            variant,
+            dir,
+        } => inspect::run(&inspect::Options {
+            address: &address,
+            uid,
+            folder: &folder,
+            variant,
+            dir: dir.as_deref(),
+        }),
         Command::Dns(args) => dns::run(&args),
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
         Command::Doctor => doctor::run(&catalog()?),
