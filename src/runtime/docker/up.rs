@@ -23,7 +23,7 @@ use crate::runtime::ready::{self, Probe};
 use crate::runtime::{RuntimeError, UpOptions, hex};
 
 /// Bumped whenever the container spec below changes, so `up` replaces old containers.
-const SPEC_VERSION: &str = "1";
+const SPEC_VERSION: &str = "2";
 
 /// One container of the plan.
 struct Desired {
@@ -383,7 +383,13 @@ impl Docker {
             hostname: Some(d.hostname.clone()),
             user: Some(format!("{uid}:{gid}")),
             labels: Some(object),
-            env: Some(vec!["RUST_LOG=info".into()]),
+            env: Some(vec![
+                "RUST_LOG=info".into(),
+                // The lab CA is the only trust store of a node (R1); a
+                // FROM-scratch image has no system roots, and rustls'
+                // native-roots loaders fail without any.
+                format!("SSL_CERT_FILE={CONTAINER_LAB_DIR}/{}", layout::CA_CERT),
+            ]),
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 network_mode: Some(plan.name.clone()),
