@@ -2,4 +2,5 @@
 //! drives the real `labctl` binary and its servers with independent clients.
 
 mod common;
+mod filters;
 mod render;

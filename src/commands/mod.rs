@@ -2,6 +2,7 @@
 
 pub mod render;
 pub mod serve_mail;
+pub mod spam;
 pub mod variants;
 
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(_) => Err(exit::not_implemented("send")),
         Command::Inspect { .. } => Err(exit::not_implemented("inspect")),
         Command::Dns(_) => Err(exit::not_implemented("dns")),
-        Command::Spam(_) => Err(exit::not_implemented("spam train")),
+        Command::Spam(cmd) => spam::run(&cmd),
         Command::Doctor => Err(exit::not_implemented("doctor")),
         Command::ServeDns(_) => Err(exit::not_implemented("serve-dns")),
         Command::ServeMail(args) => serve_mail::run(&args),
