@@ -144,7 +144,10 @@ fn clamd_backend_refuses_eicar_from_a_real_clamd() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("clamd starts");
-    let mut guard = crate::common::Guard { child };
+    let mut guard = crate::common::Guard {
+        child,
+        name: "clamd".to_string(),
+    };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -132,7 +132,7 @@ pub fn chi2_combine(probs: &[f64]) -> f64 {
 /// Survival function of the chi-square distribution with an even number of
 /// degrees of freedom: P(χ² ≥ x2).
 pub fn chi2q(x2: f64, dof: usize) -> f64 {
-    debug_assert!(dof % 2 == 0);
+    debug_assert!(dof.is_multiple_of(2));
     let m = x2 / 2.0;
     let mut term = (-m).exp();
     let mut sum = term;
