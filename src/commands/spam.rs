@@ -91,10 +91,9 @@ pub fn train(lab: &Path, files: &[PathBuf], spam: bool) -> anyhow::Result<()> {
     for file in files {
         let bytes = std::fs::read(file)
             .map_err(|e| exit::usage(format!("cannot read {}: {e}", file.display())))?;
-        let parsed = mail_parser::MessageParser::default().parse_headers(&bytes);
-        if parsed.is_none_or(|m| m.headers().is_empty()) {
+        if !looks_like_message(&bytes) {
             return Err(exit::usage(format!(
-                "{} is not an e-mail message (no header fields); give RFC 5322 files such as .eml",
+                "{} is not an e-mail message (it does not start with a header field); give RFC 5322 files such as .eml",
                 file.display()
             )));
         }
@@ -124,4 +123,16 @@ pub fn train(lab: &Path, files: &[PathBuf], spam: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Starts with a header field: `name:` where the name is printable US-ASCII
+/// without colon (RFC 5322 §2.2), or with an mbox `From ` line.
+fn looks_like_message(bytes: &[u8]) -> bool {
+    if bytes.starts_with(b"From ") {
+        return true;
+    }
+    let Some(colon) = bytes.iter().take(1000).position(|&b| b == b':') else {
+        return false;
+    };
+    colon > 0 && bytes[..colon].iter().all(|&b| (33..=126).contains(&b))
 }
