@@ -4,6 +4,7 @@
 mod common;
 mod dns;
 mod docker;
+mod filters;
 mod imap_pop3;
 mod local_runtime;
 mod render;

@@ -13,6 +13,7 @@ pub mod serve_mail;
 pub mod status;
 pub mod trace;
 pub mod up;
+pub mod spam;
 pub mod variants;
 pub mod verify;
 
@@ -79,7 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dir: dir.as_deref(),
         }),
         Command::Dns(args) => dns::run(&args),
-        Command::Spam(_) => Err(exit::not_implemented("spam train")),
+        Command::Spam(cmd) => spam::run(&cmd),
         Command::Doctor => doctor::run(&catalog()?),
         Command::Image => image::run(),
         Command::ServeDns(args) => serve_dns::run(&args),

@@ -158,8 +158,13 @@ impl Context {
             Signer::load(&config.dkim, &config.domain).map_err(|e| Error::Setup(e.to_string()))?;
         let queue_dir = config.data_dir.join("queue");
         let queue = Queue::open(&queue_dir).map_err(|e| Error::Setup(e.to_string()))?;
-        // The filter stage ships empty; the filters issue registers here.
-        let filters: Vec<Box<dyn Filter>> = Vec::new();
+        // The filter stage: malware scanner, then spam filter (per config).
+        let built = crate::filter::build_filters(&config)?;
+        let junk_training = built
+            .spam
+            .clone()
+            .map(|s| s as Arc<dyn crate::filter::JunkTraining>);
+        let filters: Vec<Box<dyn Filter>> = built.list;
         Ok(Self {
             authenticator,
             signer,
@@ -170,7 +175,7 @@ impl Context {
             accounts: Accounts::new(&config),
             store: Store::new(config.data_dir.join("mail"), config.hostname.clone()),
             transcripts,
-            junk_training: None,
+            junk_training,
             envelopes: Default::default(),
             connections: Mutex::new(HashMap::new()),
             config,

@@ -5,6 +5,16 @@
 //! accept with headers to add and a folder to file into. The SMTP side runs
 //! them in order; the first refusal wins, headers accumulate, and a `Junk`
 //! folder from any filter wins over `INBOX`.
+//!
+//! [`build`] makes the list the SMTP side runs: the malware scanner
+//! ([`malware`]) first, then the spam filter ([`spam`]), each as the config says.
+
+pub mod malware;
+pub mod spam;
+
+use std::sync::Arc;
+
+use crate::config::Config;
 
 /// What the filters know about the message besides its bytes.
 #[derive(Debug, Clone, Default)]
@@ -105,4 +115,77 @@ pub fn run_stage(
 pub trait JunkTraining: Send + Sync {
     /// Learns one message as spam or as ham.
     fn learn(&self, message: &[u8], spam: bool);
+}
+
+impl<F: Filter + ?Sized> Filter for Arc<F> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn check(&self, input: &FilterInput<'_>) -> Result<Verdict, FilterError> {
+        (**self).check(input)
+    }
+}
+
+/// The filters of a server and a handle on its spam filter for training.
+#[derive(Default)]
+pub struct Filters {
+    /// In the order [`run_stage`] runs them.
+    pub list: Vec<Box<dyn Filter>>,
+    /// The spam filter, when enabled (for `train`: the IMAP Junk hook).
+    pub spam: Option<Arc<spam::SpamFilter>>,
+}
+
+impl std::fmt::Debug for Filters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.list.iter().map(|x| x.name()).collect();
+        f.debug_struct("Filters").field("list", &names).finish()
+    }
+}
+
+/// Builds the filters the config asks for: the scanner unless
+/// `scanner.engine` is `off`, the spam filter when `spam.enabled`.
+pub fn build_filters(config: &Config) -> Result<Filters, crate::Error> {
+    let mut filters = Filters::default();
+    if config.scanner.engine != "off" {
+        let scanner = malware::MalwareFilter::new(
+            &config.scanner.engine,
+            config.scanner.rules_dir.as_deref(),
+        )
+        .map_err(|e| crate::Error::Setup(format!("malware scanner: {e}")))?;
+        filters.list.push(Box::new(scanner));
+    }
+    if config.spam.enabled {
+        if config.spam.reject_threshold < config.spam.tag_threshold {
+            return Err(crate::Error::Setup(format!(
+                "spam: reject_threshold {} is below tag_threshold {}; raise it or lower the tag threshold",
+                config.spam.reject_threshold, config.spam.tag_threshold
+            )));
+        }
+        let spam = Arc::new(
+            spam::SpamFilter::new(
+                config.spam.rules.as_deref(),
+                Some(&config.data_dir),
+                config.spam.tag_threshold,
+                config.spam.reject_threshold,
+            )
+            .map_err(|e| crate::Error::Setup(format!("spam filter: {e}")))?,
+        );
+        filters.list.push(Box::new(spam.clone()));
+        filters.spam = Some(spam);
+    }
+    Ok(filters)
+}
+
+/// The filter list alone (see [`build_filters`]).
+pub fn build(config: &Config) -> Result<Vec<Box<dyn Filter>>, crate::Error> {
+    build_filters(config).map(|f| f.list)
+}
+
+/// The spam filter learns from IMAP moves into and out of `Junk`.
+impl JunkTraining for spam::SpamFilter {
+    fn learn(&self, message: &[u8], spam: bool) {
+        if let Err(e) = self.train(message, spam) {
+            tracing::warn!(error = %e, spam, "junk training failed");
+        }
+    }
 }
