@@ -23,6 +23,9 @@ use crate::server::Context;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the spool is scanned when nothing wakes the worker.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Delivery attempts in flight at once: below the peers' connections-per-
+/// address limit (32 by default), so a busy queue is never refused with 421.
+const MAX_IN_FLIGHT: usize = 16;
 
 /// The result of trying one recipient.
 #[derive(Debug, Clone)]
@@ -36,20 +39,27 @@ enum Outcome {
 
 /// Runs the worker until the task is dropped.
 pub async fn run(ctx: Arc<Context>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     loop {
-        let now = now_secs();
-        let q = ctx.clone();
-        let records = tokio::task::spawn_blocking(move || q.queue.list())
-            .await
-            .unwrap_or_default();
-        for record in records {
-            if record.next_attempt > now || !ctx.queue.claim(&record.id) {
+        for id in ctx.queue.due(now_secs()) {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            if !ctx.queue.claim(&id) {
                 continue;
             }
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                let id = record.id.clone();
-                attempt(&ctx, record).await;
+                let _permit = permit;
+                let q = ctx.clone();
+                let rid = id.clone();
+                match tokio::task::spawn_blocking(move || q.queue.load(&rid)).await {
+                    Ok(Ok(record)) => attempt(&ctx, record).await,
+                    other => {
+                        tracing::error!(%id, ?other, "queue record unreadable, left in the spool");
+                        ctx.queue.set_index(&id, None);
+                    }
+                }
                 ctx.queue.release(&id);
                 ctx.queue.wake();
             });
