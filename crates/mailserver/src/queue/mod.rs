@@ -118,6 +118,8 @@ pub struct Queue {
     /// id -> next attempt, mirrored from the records so the worker does
     /// not read every record on every wake-up.
     index: Mutex<HashMap<String, u64>>,
+    /// Idle relay connections of the worker.
+    pub(crate) pool: worker::Pool,
 }
 
 impl Queue {
@@ -130,6 +132,7 @@ impl Queue {
             notify: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
             index: Mutex::new(HashMap::new()),
+            pool: worker::Pool::default(),
         };
         // A restart resumes: every record on disk is due now.
         let records = queue.list();
