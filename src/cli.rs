@@ -63,10 +63,10 @@ pub enum Command {
         /// The lab to check (default: the only one running).
         #[arg(long)]
         variant: Option<u32>,
-        /// Print JSON.
-        #[arg(long, conflicts_with = "junit")]
+        /// Print JSON instead of the table.
+        #[arg(long)]
         json: bool,
-        /// Write a JUnit XML report to FILE.
+        /// Also write a JUnit XML report to FILE.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
         /// Only these requirement ids (R1..R13).
@@ -75,6 +75,9 @@ pub enum Command {
         /// List the checks without running them.
         #[arg(long)]
         list: bool,
+        /// The lab directory (default: the only ./lab-NN, or ./lab-NN of --variant).
+        #[arg(long, value_name = "DIR", env = "LABCTL_LAB")]
+        dir: Option<PathBuf>,
     },
     /// Stop and remove a lab.
     #[command(
@@ -114,6 +117,9 @@ pub enum Command {
         /// The message (default: the last one).
         #[arg(long)]
         message_id: Option<String>,
+        /// The lab directory (default: the only ./lab-NN, or ./lab-NN of --variant).
+        #[arg(long, value_name = "DIR", env = "LABCTL_LAB")]
+        dir: Option<PathBuf>,
     },
     /// Send a message by authenticated submission, printing the SMTP dialogue.
     #[command(
@@ -133,9 +139,15 @@ pub enum Command {
         /// The message with this UID.
         #[arg(long)]
         uid: Option<u32>,
+        /// The folder.
+        #[arg(long, default_value = "INBOX")]
+        folder: String,
         /// The lab.
         #[arg(long)]
         variant: Option<u32>,
+        /// The lab directory (default: the only ./lab-NN, or ./lab-NN of --variant).
+        #[arg(long, value_name = "DIR", env = "LABCTL_LAB")]
+        dir: Option<PathBuf>,
     },
     /// Query the lab DNS.
     #[command(
@@ -145,6 +157,9 @@ pub enum Command {
     /// Train the spam filter.
     #[command(subcommand)]
     Spam(SpamCommand),
+    /// Create the image labctl:<version> from this executable (`up` does it when the image is absent).
+    #[command(after_help = "Examples:\n  labctl image\n  make image")]
+    Image,
     /// Check that this machine is ready to run labs.
     #[command(after_help = "Examples:\n  labctl doctor")]
     Doctor,
@@ -220,9 +235,15 @@ pub struct SendArgs {
     /// Put the GTUBE spam test string in the body.
     #[arg(long)]
     pub gtube: bool,
+    /// Submit on 465 (implicit TLS) instead of 587 with STARTTLS.
+    #[arg(long)]
+    pub implicit_tls: bool,
     /// The lab.
     #[arg(long)]
     pub variant: Option<u32>,
+    /// The lab directory (default: the only ./lab-NN, or ./lab-NN of --variant).
+    #[arg(long, value_name = "DIR", env = "LABCTL_LAB")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Options of `dns`.

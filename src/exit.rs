@@ -34,6 +34,15 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// A failed check (exit 1).
+pub fn check_failed(message: impl Into<String>) -> anyhow::Error {
+    Failure {
+        kind: Kind::CheckFailed,
+        message: message.into(),
+    }
+    .into()
+}
+
 /// An environment error.
 pub fn environment(message: impl Into<String>) -> anyhow::Error {
     Failure {
@@ -56,6 +65,12 @@ pub fn code_of(error: &anyhow::Error) -> ExitCode {
         }
         if cause.is::<crate::variant::VariantError>() || cause.is::<crate::plan::PlanError>() {
             return ExitCode::from(Kind::Usage as u8);
+        }
+        if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>() {
+            return ExitCode::from(match e {
+                crate::runtime::RuntimeError::NotReady(_) => Kind::CheckFailed,
+                _ => Kind::Environment,
+            } as u8);
         }
         if cause.is::<std::io::Error>() {
             return ExitCode::from(Kind::Environment as u8);

@@ -4,10 +4,15 @@
 //! The flow of a lab: variant -> plan -> rendered files -> runtime -> verify.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod exit;
+pub mod lab;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod runtime;
 pub mod variant;
+pub mod verify;

@@ -3,5 +3,9 @@
 
 mod common;
 mod dns;
+mod docker;
+mod imap_pop3;
+mod local_runtime;
 mod render;
 mod smtp;
+mod verify;

@@ -1,10 +1,20 @@
 //! One module per command; `run` dispatches.
 
 pub mod dns;
+pub mod doctor;
+pub mod down;
+pub mod image;
+pub mod inspect;
+pub mod logs;
 pub mod render;
+pub mod send;
 pub mod serve_dns;
 pub mod serve_mail;
+pub mod status;
+pub mod trace;
+pub mod up;
 pub mod variants;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -18,17 +28,60 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Variants { json } => variants::run(&catalog()?, json),
         Command::Render(args) => render::run(&catalog()?, &args).map(|_| ExitCode::SUCCESS),
-        Command::Up(_) => Err(exit::not_implemented("up")),
-        Command::Status { .. } => Err(exit::not_implemented("status")),
-        Command::Verify { .. } => Err(exit::not_implemented("verify")),
-        Command::Down { .. } => Err(exit::not_implemented("down")),
-        Command::Logs { .. } => Err(exit::not_implemented("logs")),
-        Command::Trace { .. } => Err(exit::not_implemented("trace")),
-        Command::Send(_) => Err(exit::not_implemented("send")),
-        Command::Inspect { .. } => Err(exit::not_implemented("inspect")),
+        Command::Up(args) => up::run(&catalog()?, &args),
+        Command::Status { variant, json } => status::run(variant, json),
+        Command::Down {
+            variant,
+            all,
+            purge,
+        } => down::run(variant, all, purge),
+        Command::Logs {
+            variant,
+            server,
+            follow,
+        } => logs::run(variant, server.as_deref(), follow),
+        Command::Verify {
+            variant,
+            json,
+            junit,
+            only,
+            list,
+            dir,
+        } => verify::run(
+            &catalog()?,
+            &verify::Options {
+                variant,
+                dir: dir.as_deref(),
+                json,
+                junit: junit.as_deref(),
+                only: &only,
+                list,
+            },
+        ),
+        Command::Trace {
+            variant,
+            message_id,
+            dir,
+        } => trace::run(variant, dir.as_deref(), message_id.as_deref()),
+        Command::Send(args) => send::run(&args),
+        Command::Inspect {
+            address,
+            last: _,
+            uid,
+            folder,
+            variant,
+            dir,
+        } => inspect::run(&inspect::Options {
+            address: &address,
+            uid,
+            folder: &folder,
+            variant,
+            dir: dir.as_deref(),
+        }),
         Command::Dns(args) => dns::run(&args),
         Command::Spam(_) => Err(exit::not_implemented("spam train")),
-        Command::Doctor => Err(exit::not_implemented("doctor")),
+        Command::Doctor => doctor::run(&catalog()?),
+        Command::Image => image::run(),
         Command::ServeDns(args) => serve_dns::run(&args),
         Command::ServeMail(args) => serve_mail::run(&args),
     }

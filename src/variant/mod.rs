@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use spf::SpfPolicy;
+pub use spf::{SpfMechanism, SpfPolicy};
 
 /// The built-in variant files, registered in one explicit list.
 const BUILTIN: &[(&str, &str)] = &[

@@ -212,6 +212,12 @@ impl LocalLab {
 
     /// Starts `labctl serve-mail` for server `i` and waits until its SMTP ports answer.
     pub fn spawn_mail(&self, i: usize) -> Guard {
+        self.spawn_mail_waiting_for(i, &["smtp", "submission", "submissions"])
+    }
+
+    /// Starts `labctl serve-mail` for server `i` and waits until the named
+    /// ports (`imap`, `imaps`, `pop3`, `pop3s`, `smtp`...) answer.
+    pub fn spawn_mail_waiting_for(&self, i: usize, ports: &[&str]) -> Guard {
         let config = self
             .path()
             .join(format!("servers/mail.{}/config.yaml", self.domain(i)));
@@ -226,7 +232,7 @@ impl LocalLab {
             child,
             name: format!("mail.{}", self.domain(i)),
         };
-        for port in ["smtp", "submission", "submissions"] {
+        for port in ports {
             let addr = self.addr(i, port);
             assert!(
                 wait_for_tcp(addr, Duration::from_secs(10)),

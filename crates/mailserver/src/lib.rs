@@ -8,8 +8,11 @@
 pub mod accounts;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod filter;
+pub mod imap;
+pub mod pop3;
 pub mod queue;
 pub mod server;
 pub mod smtp;

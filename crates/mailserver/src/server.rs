@@ -80,6 +80,12 @@ impl Service {
         }
     }
 
+    /// True when this build has a protocol handler for the service (it
+    /// listens on its port); the orchestrator waits only for these.
+    pub fn is_served(self) -> bool {
+        handler(self).is_some()
+    }
+
     /// True for the implicit-TLS ports.
     pub fn implicit_tls(self) -> bool {
         matches!(self, Self::Submissions | Self::Imaps | Self::Pop3s)
@@ -111,6 +117,11 @@ pub struct Context {
     /// (malware scanner, spam filter...). Filters are added in
     /// [`Context::new`]: push a `Box<dyn Filter>` built from the config.
     pub filters: Vec<Box<dyn Filter>>,
+    /// The spam filter's training hook for messages moved into or out of
+    /// `Junk` over IMAP (`None`: no training).
+    pub junk_training: Option<Arc<dyn crate::filter::JunkTraining>>,
+    /// IMAP ENVELOPEs already computed, shared by all IMAP sessions.
+    pub envelopes: crate::imap::EnvelopeCache,
     connections: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -159,6 +170,8 @@ impl Context {
             accounts: Accounts::new(&config),
             store: Store::new(config.data_dir.join("mail"), config.hostname.clone()),
             transcripts,
+            junk_training: None,
+            envelopes: Default::default(),
             connections: Mutex::new(HashMap::new()),
             config,
         })
@@ -211,8 +224,8 @@ pub type Handler =
 fn handler(service: Service) -> Option<Handler> {
     match service {
         Service::Smtp | Service::Submission | Service::Submissions => Some(crate::smtp::handle),
-        Service::Imap | Service::Imaps => None,
-        Service::Pop3 | Service::Pop3s => None,
+        Service::Imap | Service::Imaps => Some(crate::imap::handler),
+        Service::Pop3 | Service::Pop3s => Some(crate::pop3::handler),
     }
 }
 

@@ -97,3 +97,12 @@ pub fn run_stage(
     }
     Ok(Ok(result))
 }
+
+/// The spam filter's training hook: IMAP calls it when a user moves or
+/// copies a message into `Junk` (`spam == true`) or out of it (`false`).
+/// The spam filter provides the implementation; the server holds it as
+/// `Option<Arc<dyn JunkTraining>>` in its context.
+pub trait JunkTraining: Send + Sync {
+    /// Learns one message as spam or as ham.
+    fn learn(&self, message: &[u8], spam: bool);
+}

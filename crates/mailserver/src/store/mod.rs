@@ -6,11 +6,22 @@
 //! `250` (Maildir spec, D. J. Bernstein; RFC 5321 §4.1.1.4 "the receiver
 //! takes responsibility").
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+
+mod folder;
+mod ops;
+
+use folder::FolderIndex;
+pub use folder::{Flags, MessageMeta, Snapshot, UIDLIST};
+pub use ops::MaildropLock;
 
 /// The folder every mailbox has.
 pub const INBOX: &str = "INBOX";
@@ -34,9 +45,18 @@ pub enum StoreError {
     /// A folder name that cannot be a Maildir++ folder.
     #[error("invalid folder name {0:?}")]
     InvalidFolder(String),
+    /// The folder does not exist.
+    #[error("no folder {0:?}")]
+    NoFolder(String),
+    /// The folder exists already.
+    #[error("folder {0:?} exists already")]
+    FolderExists(String),
 }
 
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+pub(crate) fn io<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         op,
         path: path.to_path_buf(),
@@ -50,6 +70,10 @@ pub struct Store {
     root: PathBuf,
     hostname: String,
     counter: AtomicU64,
+    /// The index of every folder opened so far, by Maildir path.
+    indexes: Mutex<HashMap<PathBuf, Arc<Mutex<FolderIndex>>>>,
+    /// Change notification per folder (IMAP IDLE, RFC 2177).
+    watchers: Mutex<HashMap<PathBuf, broadcast::Sender<()>>>,
 }
 
 impl Store {
@@ -59,6 +83,8 @@ impl Store {
             root: root.into(),
             hostname: hostname.into(),
             counter: AtomicU64::new(0),
+            indexes: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -117,11 +143,12 @@ impl Store {
         let new = dir.join("new").join(&name);
         fs::rename(&tmp, &new).map_err(io("rename", &new))?;
         sync_dir(&dir.join("new"))?;
+        self.notify(&dir);
         Ok(new)
     }
 
     /// A unique Maildir file name: `<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`.
-    fn unique_name(&self, size: usize) -> String {
+    pub(crate) fn unique_name(&self, size: usize) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

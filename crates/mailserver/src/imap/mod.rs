@@ -1,0 +1,496 @@
+//! IMAP4rev1 (RFC 3501) over the Maildir store, on 143 (STARTTLS,
+//! `LOGINDISABLED` before TLS) and 993 (implicit TLS, RFC 8314 §3.2).
+//!
+//! Commands are parsed and responses serialised by `imap-codec`. Supported:
+//! every RFC 3501 command, IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE
+//! (RFC 6851), NAMESPACE (RFC 2342), UNSELECT (RFC 3691).
+//!
+//! Non-features: keywords (only system flags are permanent, PERMANENTFLAGS
+//! says so), LITERAL+ (not advertised; a non-synchronising literal over the
+//! limit closes the connection), CONDSTORE, shared namespaces.
+
+mod commands;
+mod fetch;
+mod search;
+mod selected;
+
+pub(crate) use fetch::header_end;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_codec::decode::{CommandDecodeError, Decoder};
+use imap_codec::encode::Encoder;
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::core::{Tag, Vec1};
+use imap_codec::imap_types::envelope::Envelope;
+use imap_codec::imap_types::response::{
+    Capability, Code, CommandContinuationRequest, Data, Response, Status,
+};
+use imap_codec::{CommandCodec, ResponseCodec};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+use crate::conn::{Conn, Read};
+use crate::server::{ConnectionSlot, Context, Service, Session as BoxedSession};
+use crate::store::Flags;
+use crate::transcript::Transcript;
+
+/// Untagged data responses logged per command (the rest are counted).
+const MAX_LOGGED_DATA: usize = 50;
+/// Longest command line outside literals.
+const MAX_LINE: usize = 64 * 1024;
+/// Longest IDLE before the server ends it (RFC 2177 §3: at most 30 minutes
+/// without a client command is allowed; clients re-IDLE every 29).
+const IDLE_LIMIT: Duration = Duration::from_secs(31 * 60);
+/// How often IDLE rescans the folder for changes made by other processes.
+const IDLE_POLL: Duration = Duration::from_millis(400);
+
+/// How many ENVELOPEs [`EnvelopeCache`] keeps before it starts over.
+const ENVELOPE_CACHE_MAX: usize = 200_000;
+
+/// The cached ENVELOPEs of one folder by (UIDVALIDITY, UID).
+type FolderEnvelopes = std::collections::HashMap<(u32, u32), Arc<Envelope<'static>>>;
+
+/// Parsed ENVELOPEs by folder, UIDVALIDITY and UID, shared by all sessions
+/// (a message never changes under its UID, RFC 3501 §2.3.1.1), so a client
+/// listing a large folder again does not read and parse every file again.
+#[derive(Debug, Default)]
+pub struct EnvelopeCache {
+    folders: std::sync::Mutex<std::collections::HashMap<String, FolderEnvelopes>>,
+    entries: std::sync::atomic::AtomicUsize,
+}
+
+impl EnvelopeCache {
+    pub(crate) fn get(
+        &self,
+        folder: &str,
+        validity: u32,
+        uid: u32,
+    ) -> Option<Arc<Envelope<'static>>> {
+        let map = self.folders.lock().ok()?;
+        map.get(folder)?.get(&(validity, uid)).cloned()
+    }
+
+    pub(crate) fn put(
+        &self,
+        folder: &str,
+        validity: u32,
+        uid: u32,
+        envelope: Arc<Envelope<'static>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let Ok(mut map) = self.folders.lock() else {
+            return;
+        };
+        if self.entries.fetch_add(1, Ordering::Relaxed) >= ENVELOPE_CACHE_MAX {
+            map.clear();
+            self.entries.store(1, Ordering::Relaxed);
+        }
+        map.entry(folder.to_string())
+            .or_default()
+            .insert((validity, uid), envelope);
+    }
+}
+
+/// The handler registered for [`Service::Imap`] and [`Service::Imaps`].
+pub fn handler(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Service,
+    slot: Option<ConnectionSlot>,
+) -> BoxedSession {
+    Box::pin(async move {
+        let _slot = slot.as_ref();
+        serve(ctx, stream, peer, service.implicit_tls(), slot.is_some()).await;
+    })
+}
+
+/// Runs one IMAP session over any stream (TCP in the server, an in-memory
+/// pipe in tests). `admitted == false` answers BYE and closes (RFC 3501 §7.1.5).
+pub async fn serve<S>(
+    ctx: Arc<Context>,
+    stream: S,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    admitted: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let transcript = ctx.transcripts.session("imap", peer);
+    transcript.info(&format!("connect from {peer}"));
+    let mut conn = Conn::new(stream);
+    if !admitted {
+        let line = "* BYE Too many connections from your address; close some and try again\r\n";
+        transcript.server(line);
+        let _ = conn.write(line.as_bytes()).await;
+        return;
+    }
+    if implicit_tls {
+        if let Err(e) = conn.start_tls(&ctx.tls_acceptor).await {
+            transcript.info(&format!("TLS handshake failed: {e}"));
+            return;
+        }
+        if let Some((v, c)) = conn.tls_description() {
+            transcript.info(&format!("TLS {v} {c}"));
+        }
+    }
+    let mut session = Session {
+        ctx,
+        conn,
+        t: transcript,
+        peer,
+        user: None,
+        selected: None,
+        out: Vec::new(),
+        logged_data: 0,
+    };
+    session.run().await;
+}
+
+/// The selected folder of a session (RFC 3501 §3.3).
+pub(crate) struct Selected {
+    /// Folder name.
+    pub name: String,
+    /// EXAMINE (RFC 3501 §6.3.2).
+    pub read_only: bool,
+    /// The session's view: UID and flags per sequence number (index + 1).
+    pub view: Vec<(u32, Flags)>,
+    /// UIDs that are `\Recent` for this session (RFC 3501 §2.3.2).
+    pub recent: HashSet<u32>,
+    /// Woken when the folder changes.
+    pub watch: broadcast::Receiver<()>,
+}
+
+/// What to do after a command.
+pub(crate) enum Next {
+    Continue,
+    Logout,
+}
+
+pub(crate) struct Session<S> {
+    pub ctx: Arc<Context>,
+    pub conn: Conn<S>,
+    pub t: Transcript,
+    pub peer: SocketAddr,
+    /// The logged-in mailbox.
+    pub user: Option<String>,
+    pub selected: Option<Selected>,
+    out: Vec<u8>,
+    /// Untagged data responses of the current command so far.
+    logged_data: usize,
+}
+
+/// Result of reading one command.
+enum Incoming {
+    Command(Vec<u8>),
+    Handled,
+    Close,
+}
+
+/// A status text that imap-types accepts (no CR/LF, not empty).
+fn text(s: &str) -> String {
+    let t: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    if t.trim().is_empty() {
+        "done".into()
+    } else {
+        t
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// Queues a response.
+    pub fn push(&mut self, response: &Response<'_>) {
+        let bytes = ResponseCodec::default().encode(response).dump();
+        let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+        let mut line = String::from_utf8_lossy(&first[..first.len().min(300)]).into_owned();
+        if first.len() > 300 {
+            line.push_str("...");
+        }
+        // A FETCH 1:* on a big folder would write thousands of lines:
+        // log the first ones of each command and count the rest.
+        if matches!(response, Response::Data(_)) {
+            self.logged_data += 1;
+        }
+        if self.logged_data <= MAX_LOGGED_DATA {
+            self.t.server(&line);
+        }
+        self.out.extend_from_slice(&bytes);
+    }
+
+    /// Ends the transcript of one command's responses.
+    fn end_of_command(&mut self) {
+        if self.logged_data > MAX_LOGGED_DATA {
+            self.t.info(&format!(
+                "{} more untagged responses not logged",
+                self.logged_data - MAX_LOGGED_DATA
+            ));
+        }
+        self.logged_data = 0;
+    }
+
+    /// Queues a tagged or untagged status.
+    pub fn status(&mut self, kind: Kind, tag: Option<&Tag<'_>>, code: Option<Code<'_>>, msg: &str) {
+        let msg = text(msg);
+        let tag = tag.cloned();
+        let status = match kind {
+            Kind::Ok => Status::ok(tag, code, msg.as_str()),
+            Kind::No => Status::no(tag, code, msg.as_str()),
+            Kind::Bad => Status::bad(tag, code, msg.as_str()),
+            Kind::Bye => Status::bye(code, msg.as_str()),
+        };
+        if let Ok(status) = status {
+            self.push(&Response::Status(status));
+        }
+    }
+
+    /// Queues an untagged data response.
+    pub fn data(&mut self, data: Data<'_>) {
+        self.push(&Response::Data(data));
+    }
+
+    /// Writes the queued responses.
+    pub async fn flush(&mut self) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let out = std::mem::take(&mut self.out);
+        self.conn.write(&out).await.is_ok()
+    }
+
+    /// Flushes when the queue has grown large (big FETCH responses).
+    pub async fn flush_if_large(&mut self) -> bool {
+        if self.out.len() > 256 * 1024 {
+            return self.flush().await;
+        }
+        true
+    }
+
+    fn timeout(&self) -> Duration {
+        self.ctx.config.limits.command_timeout()
+    }
+
+    /// The capability list for the current state (RFC 3501 §7.2.1).
+    pub fn capabilities(&self) -> Vec1<Capability<'static>> {
+        let mut caps = vec![Capability::Imap4Rev1];
+        if !self.conn.is_tls() {
+            // RFC 3501 §6.2.3: LOGINDISABLED while plaintext login is refused.
+            caps.push(Capability::StartTls);
+            caps.push(Capability::LoginDisabled);
+        } else if self.user.is_none() {
+            caps.push(Capability::Auth(AuthMechanism::Plain));
+        }
+        caps.extend([
+            Capability::Idle,
+            Capability::UidPlus,
+            Capability::Move,
+            Capability::Namespace,
+            Capability::Unselect,
+        ]);
+        Vec1::try_from(caps).unwrap_or_else(|_| Vec1::from(Capability::Imap4Rev1))
+    }
+
+    async fn run(&mut self) {
+        let host = self.ctx.config.hostname.clone();
+        let caps = self.capabilities();
+        self.status(
+            Kind::Ok,
+            None,
+            Some(Code::Capability(caps)),
+            &format!("{host} IMAP4rev1 ready"),
+        );
+        if !self.flush().await {
+            return;
+        }
+        loop {
+            let raw = match self.read_command().await {
+                Incoming::Command(raw) => raw,
+                Incoming::Handled => {
+                    if !self.flush().await {
+                        return;
+                    }
+                    continue;
+                }
+                Incoming::Close => {
+                    let _ = self.flush().await;
+                    return;
+                }
+            };
+            let Ok((_, command)) = CommandCodec::default().decode(&raw) else {
+                continue;
+            };
+            let next = self.dispatch(command).await;
+            self.end_of_command();
+            if !self.flush().await {
+                return;
+            }
+            if matches!(next, Next::Logout) {
+                self.conn.shutdown().await;
+                return;
+            }
+        }
+    }
+
+    /// Logs a client line, hiding credentials (LOGIN, AUTHENTICATE).
+    fn log_client(&self, raw: &[u8]) {
+        let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(&first[..first.len().min(300)]).into_owned();
+        let upper = line.to_ascii_uppercase();
+        let mut words = upper.split_whitespace();
+        let _tag = words.next();
+        match words.next() {
+            Some("LOGIN") => self.t.client_redacted(&line, 3),
+            Some("AUTHENTICATE") => self.t.client_redacted(&line, 3),
+            _ => self.t.client(&line),
+        }
+    }
+
+    /// Reads one complete command, literals included. A literal is checked
+    /// against the limit before a byte of it is read or allocated
+    /// (RFC 7888 §4 lets a server refuse an announced literal).
+    async fn read_command(&mut self) -> Incoming {
+        let max_literal = self.ctx.config.limits.max_literal_size;
+        let mut raw: Vec<u8> = Vec::new();
+        loop {
+            let line = match self.conn.read_line(MAX_LINE, self.timeout()).await {
+                Read::Line(l) => l,
+                Read::Eof => return Incoming::Close,
+                Read::Timeout => {
+                    // RFC 3501 §5.4: autologout after inactivity.
+                    self.status(
+                        Kind::Bye,
+                        None,
+                        None,
+                        "Autologout: no command within the timeout",
+                    );
+                    return Incoming::Close;
+                }
+                Read::TooLong => {
+                    self.status(
+                        Kind::Bad,
+                        None,
+                        None,
+                        &format!(
+                            "Command line longer than {MAX_LINE} octets; send long data as literals"
+                        ),
+                    );
+                    return Incoming::Handled;
+                }
+            };
+            if raw.is_empty() {
+                self.log_client(&line);
+            }
+            raw.extend_from_slice(&line);
+            match CommandCodec::default().decode(&raw) {
+                Ok(_) => return Incoming::Command(raw),
+                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
+                    let length = length as usize;
+                    if length > max_literal || raw.len() + length > max_literal + 4 * MAX_LINE {
+                        let msg = format!(
+                            "Literal of {length} octets is over the limit of {max_literal} octets"
+                        );
+                        if matches!(mode, imap_codec::imap_types::core::LiteralMode::Sync) {
+                            self.status(Kind::No, Some(&tag), Some(Code::TooBig), &msg);
+                            return Incoming::Handled;
+                        }
+                        // The client sends the data anyway: stop reading.
+                        self.status(Kind::Bye, None, Some(Code::TooBig), &msg);
+                        return Incoming::Close;
+                    }
+                    if matches!(mode, imap_codec::imap_types::core::LiteralMode::Sync) {
+                        if let Ok(cont) =
+                            CommandContinuationRequest::basic(None, "Ready for literal data")
+                        {
+                            self.push(&Response::CommandContinuationRequest(cont));
+                        }
+                        if !self.flush().await {
+                            return Incoming::Close;
+                        }
+                    }
+                    match self.conn.read_exact(length, self.timeout()).await {
+                        Some(data) => raw.extend_from_slice(&data),
+                        None => return Incoming::Close,
+                    }
+                }
+                Err(_) => {
+                    let tag = raw
+                        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+                        .next()
+                        .and_then(|t| Tag::try_from(t).ok());
+                    self.status(
+                        Kind::Bad,
+                        tag.as_ref(),
+                        None,
+                        "Syntax error: not a valid IMAP4rev1 command (RFC 3501 section 9)",
+                    );
+                    return Incoming::Handled;
+                }
+            }
+        }
+    }
+
+    /// Waits during IDLE (RFC 2177) for DONE, sending changes as they come.
+    pub async fn idle(&mut self, tag: &Tag<'_>) -> Next {
+        if let Ok(cont) = CommandContinuationRequest::basic(None, "idling") {
+            self.push(&Response::CommandContinuationRequest(cont));
+        }
+        if !self.flush().await {
+            return Next::Logout;
+        }
+        let started = tokio::time::Instant::now();
+        let mut watch = self.selected.as_ref().map(|s| s.watch.resubscribe());
+        loop {
+            let wake = async {
+                match watch.as_mut() {
+                    Some(w) => {
+                        let _ = tokio::time::timeout(IDLE_POLL, w.recv()).await;
+                    }
+                    None => tokio::time::sleep(IDLE_POLL).await,
+                }
+            };
+            tokio::select! {
+                line = self.conn.read_line(MAX_LINE, IDLE_LIMIT.saturating_sub(started.elapsed())) => {
+                    match line {
+                        Read::Line(l) => {
+                            self.t.client(String::from_utf8_lossy(&l).trim_end());
+                            if l.trim_ascii().eq_ignore_ascii_case(b"DONE") {
+                                self.status(Kind::Ok, Some(tag), None, "IDLE terminated");
+                            } else {
+                                self.status(Kind::Bad, Some(tag), None, "Expected DONE to end IDLE");
+                            }
+                            return Next::Continue;
+                        }
+                        Read::TooLong => {
+                            self.status(Kind::Bad, Some(tag), None, "Expected DONE to end IDLE");
+                            return Next::Continue;
+                        }
+                        Read::Timeout => {
+                            self.status(Kind::Bye, None, None, "IDLE for too long");
+                            return Next::Logout;
+                        }
+                        Read::Eof => return Next::Logout,
+                    }
+                }
+                _ = wake => {
+                    self.sync_selected(true);
+                    if !self.flush().await {
+                        return Next::Logout;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Status kinds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Ok,
+    No,
+    Bad,
+    Bye,
+}

@@ -1,0 +1,275 @@
+//! SEARCH and UID SEARCH (RFC 3501 §6.4.4). String keys match as
+//! case-insensitive substrings of the raw header or body and, for encoded
+//! words (RFC 2047) and base64 / quoted-printable text parts, of the
+//! decoded text. Dates: SINCE/BEFORE/ON use the internal date (UTC),
+//! SENT* the Date header.
+
+use std::num::NonZeroU32;
+
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::search::SearchKey;
+use mail_parser::{MessageParser, MimeHeaders};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::fetch::{fields, header_end};
+use super::selected::in_set;
+use super::{Kind, Session};
+use crate::store::{Flags, MessageMeta};
+
+/// What a message offers to the search keys; content is loaded on first use.
+struct Candidate<'a> {
+    seq: u32,
+    uid: u32,
+    flags: Flags,
+    recent: bool,
+    meta: Option<&'a MessageMeta>,
+    content: Option<Content>,
+}
+
+#[derive(Default)]
+struct Content {
+    /// (lower-case name, lower-case unfolded value), raw and decoded.
+    headers: Vec<(String, String)>,
+    /// Lower-case body (raw, then decoded text parts).
+    body: Vec<u8>,
+    /// The Date header as seconds.
+    sent: Option<i64>,
+}
+
+fn lower(b: &[u8]) -> Vec<u8> {
+    b.to_ascii_lowercase()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn load(raw: &[u8]) -> Content {
+    let end = header_end(raw);
+    let mut c = Content::default();
+    for (name, field) in fields(&raw[..end]) {
+        let value = &field[name.len() + 1..];
+        let value: Vec<u8> = value
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\r' && b != b'\n')
+            .collect();
+        c.headers.push((
+            String::from_utf8_lossy(name.trim_ascii()).to_ascii_lowercase(),
+            String::from_utf8_lossy(value.trim_ascii()).to_lowercase(),
+        ));
+    }
+    c.body = lower(&raw[end..]);
+    let encoded_words = raw[..end].windows(2).any(|w| w == b"=?");
+    let encoded_body = contains(&c.body, b"base64")
+        || contains(&c.body, b"quoted-printable")
+        || c.headers
+            .iter()
+            .any(|(n, v)| n == "content-transfer-encoding" && v != "7bit" && v != "8bit");
+    let needs_parse = encoded_words || encoded_body || c.headers.iter().any(|(n, _)| n == "date");
+    if needs_parse && let Some(msg) = MessageParser::default().parse(raw) {
+        c.sent = msg.date().map(|d| d.to_timestamp());
+        if encoded_words {
+            for h in msg.headers() {
+                let text = match h.value() {
+                    mail_parser::HeaderValue::Text(t) => t.to_string(),
+                    mail_parser::HeaderValue::TextList(l) => l.join(" "),
+                    mail_parser::HeaderValue::Address(a) => a
+                        .iter()
+                        .map(|x| {
+                            format!(
+                                "{} <{}>",
+                                x.name.as_deref().unwrap_or(""),
+                                x.address.as_deref().unwrap_or("")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => continue,
+                };
+                c.headers
+                    .push((h.name().to_ascii_lowercase(), text.to_lowercase()));
+            }
+        }
+        if encoded_body {
+            for part in msg.parts.iter() {
+                if part.is_text()
+                    && part.content_transfer_encoding().is_some()
+                    && let Some(t) = part.text_contents()
+                {
+                    c.body.push(b'\n');
+                    c.body.extend_from_slice(t.to_lowercase().as_bytes());
+                }
+            }
+        }
+    }
+    c
+}
+
+fn date_of(secs: i64) -> Option<chrono::NaiveDate> {
+    chrono::DateTime::from_timestamp(secs, 0).map(|d| d.date_naive())
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(crate) fn search(&mut self, tag: &Tag<'_>, criteria: &[SearchKey<'_>], uid: bool) {
+        let user = self.user().to_string();
+        let Some(sel) = &self.selected else { return };
+        let Ok(snap) = self.ctx.store.sync(&user, &sel.name) else {
+            self.status(Kind::No, Some(tag), None, "Cannot read the folder");
+            return;
+        };
+        let folder = sel.name.clone();
+        let largest_uid = sel.view.last().map(|(u, _)| *u).unwrap_or(0);
+        let count = sel.view.len() as u32;
+        let mut hits = Vec::new();
+        for (i, &(u, flags)) in sel.view.iter().enumerate() {
+            let meta = snap
+                .messages
+                .binary_search_by_key(&u, |m| m.uid)
+                .ok()
+                .map(|p| &snap.messages[p]);
+            let mut c = Candidate {
+                seq: i as u32 + 1,
+                uid: u,
+                flags,
+                recent: sel.recent.contains(&u),
+                meta,
+                content: None,
+            };
+            let ctx = &self.ctx;
+            let mut read = |c: &mut Candidate<'_>| {
+                if c.content.is_none() {
+                    let raw = ctx
+                        .store
+                        .read(&user, &folder, c.uid)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
+                    c.content = Some(load(&raw));
+                }
+            };
+            let all = criteria
+                .iter()
+                .all(|k| matches(k, &mut c, count, largest_uid, &mut read));
+            if all {
+                hits.push(if uid { u } else { i as u32 + 1 });
+            }
+        }
+        let hits = hits.into_iter().filter_map(NonZeroU32::new).collect();
+        self.data(Data::Search(hits));
+        if uid {
+            self.sync_selected(true);
+        }
+        self.status(
+            Kind::Ok,
+            Some(tag),
+            None,
+            if uid {
+                "UID SEARCH completed"
+            } else {
+                "SEARCH completed"
+            },
+        );
+    }
+}
+
+fn header_has(c: &Content, name: &str, needle: &[u8]) -> bool {
+    let needle = lower(needle);
+    c.headers
+        .iter()
+        .any(|(n, v)| n == name && contains(v.as_bytes(), &needle))
+}
+
+fn matches<'m>(
+    key: &SearchKey<'_>,
+    c: &mut Candidate<'m>,
+    count: u32,
+    largest_uid: u32,
+    read: &mut dyn FnMut(&mut Candidate<'m>),
+) -> bool {
+    let internal = c.meta.and_then(|m| date_of(m.internal_date));
+    match key {
+        SearchKey::All => true,
+        SearchKey::And(keys) => keys
+            .as_ref()
+            .iter()
+            .all(|k| matches(k, c, count, largest_uid, read)),
+        SearchKey::Or(a, b) => {
+            matches(a, c, count, largest_uid, read) || matches(b, c, count, largest_uid, read)
+        }
+        SearchKey::Not(k) => !matches(k, c, count, largest_uid, read),
+        SearchKey::SequenceSet(set) => in_set(set, c.seq, count),
+        SearchKey::Uid(set) => in_set(set, c.uid, largest_uid),
+        SearchKey::Answered => c.flags.has(Flags::ANSWERED),
+        SearchKey::Unanswered => !c.flags.has(Flags::ANSWERED),
+        SearchKey::Deleted => c.flags.has(Flags::DELETED),
+        SearchKey::Undeleted => !c.flags.has(Flags::DELETED),
+        SearchKey::Draft => c.flags.has(Flags::DRAFT),
+        SearchKey::Undraft => !c.flags.has(Flags::DRAFT),
+        SearchKey::Flagged => c.flags.has(Flags::FLAGGED),
+        SearchKey::Unflagged => !c.flags.has(Flags::FLAGGED),
+        SearchKey::Seen => c.flags.has(Flags::SEEN),
+        SearchKey::Unseen => !c.flags.has(Flags::SEEN),
+        SearchKey::Recent => c.recent,
+        SearchKey::New => c.recent && !c.flags.has(Flags::SEEN),
+        SearchKey::Old => !c.recent,
+        SearchKey::Keyword(_) => false,
+        SearchKey::Unkeyword(_) => true,
+        SearchKey::Larger(n) => c.meta.is_some_and(|m| m.size > *n as u64),
+        SearchKey::Smaller(n) => c.meta.is_some_and(|m| m.size < *n as u64),
+        SearchKey::Since(d) => internal.is_some_and(|x| x >= *d.as_ref()),
+        SearchKey::Before(d) => internal.is_some_and(|x| x < *d.as_ref()),
+        SearchKey::On(d) => internal.is_some_and(|x| x == *d.as_ref()),
+        SearchKey::SentSince(d) | SearchKey::SentBefore(d) | SearchKey::SentOn(d) => {
+            read(c);
+            let sent = c.content.as_ref().and_then(|x| x.sent).and_then(date_of);
+            sent.is_some_and(|s| match key {
+                SearchKey::SentSince(_) => s >= *d.as_ref(),
+                SearchKey::SentBefore(_) => s < *d.as_ref(),
+                _ => s == *d.as_ref(),
+            })
+        }
+        SearchKey::From(s)
+        | SearchKey::To(s)
+        | SearchKey::Cc(s)
+        | SearchKey::Bcc(s)
+        | SearchKey::Subject(s) => {
+            let name = match key {
+                SearchKey::From(_) => "from",
+                SearchKey::To(_) => "to",
+                SearchKey::Cc(_) => "cc",
+                SearchKey::Bcc(_) => "bcc",
+                _ => "subject",
+            };
+            read(c);
+            c.content
+                .as_ref()
+                .is_some_and(|x| header_has(x, name, s.as_ref()))
+        }
+        SearchKey::Header(name, value) => {
+            read(c);
+            let name = String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase();
+            c.content
+                .as_ref()
+                .is_some_and(|x| header_has(x, &name, value.as_ref()))
+        }
+        SearchKey::Body(s) => {
+            read(c);
+            let needle = lower(s.as_ref());
+            c.content
+                .as_ref()
+                .is_some_and(|x| contains(&x.body, &needle))
+        }
+        SearchKey::Text(s) => {
+            read(c);
+            let needle = lower(s.as_ref());
+            c.content.as_ref().is_some_and(|x| {
+                contains(&x.body, &needle)
+                    || x.headers.iter().any(|(n, v)| {
+                        contains(n.as_bytes(), &needle) || contains(v.as_bytes(), &needle)
+                    })
+            })
+        }
+    }
+}

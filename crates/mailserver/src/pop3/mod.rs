@@ -1,0 +1,482 @@
+//! POP3 (RFC 1939) with CAPA and response codes (RFC 2449) and STLS
+//! (RFC 2595) on 110, implicit TLS on 995 (RFC 8314 §3.2), over the INBOX
+//! of the Maildir store.
+//!
+//! USER/PASS are refused before TLS with a reply that says why. A session
+//! holds the maildrop lock from PASS to the end (RFC 1939 §8: one session
+//! per maildrop); DELE only marks, QUIT in the TRANSACTION state removes
+//! (RFC 1939 §6). UIDL is `<UIDVALIDITY>.<UID>`, the IMAP identity of the
+//! message, so it is stable across sessions and restarts.
+//!
+//! Non-features: APOP and SASL AUTH (passwords travel only inside TLS).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::conn::{Conn, Read};
+use crate::server::{ConnectionSlot, Context, Service, Session as BoxedSession};
+use crate::store::{INBOX, MaildropLock};
+use crate::transcript::Transcript;
+
+/// Longest command line (RFC 2449 §4 allows 255 octets; we are lenient).
+const MAX_LINE: usize = 1024;
+
+/// The handler registered for [`Service::Pop3`] and [`Service::Pop3s`].
+pub fn handler(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Service,
+    slot: Option<ConnectionSlot>,
+) -> BoxedSession {
+    Box::pin(async move {
+        let admitted = slot.is_some();
+        serve(ctx, stream, peer, service.implicit_tls(), admitted).await;
+        drop(slot);
+    })
+}
+
+/// The maildrop of a logged-in session.
+struct Maildrop {
+    address: String,
+    uid_validity: u32,
+    /// UID and size per message number (index + 1), fixed for the session.
+    messages: Vec<(u32, u64)>,
+    deleted: HashSet<usize>,
+    _lock: MaildropLock,
+}
+
+struct Session<S> {
+    ctx: Arc<Context>,
+    conn: Conn<S>,
+    t: Transcript,
+    peer: SocketAddr,
+    user: Option<String>,
+    drop: Option<Maildrop>,
+}
+
+/// Runs one POP3 session over any stream (TCP in the server, an in-memory
+/// pipe in tests). `admitted == false` answers `-ERR` and closes.
+pub async fn serve<S>(
+    ctx: Arc<Context>,
+    stream: S,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    admitted: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let t = ctx.transcripts.session("pop3", peer);
+    t.info(&format!("connect from {peer}"));
+    let mut conn = Conn::new(stream);
+    if !admitted {
+        let line =
+            "-ERR [SYS/TEMP] Too many connections from your address; close some and try again\r\n";
+        t.server(line);
+        let _ = conn.write(line.as_bytes()).await;
+        return;
+    }
+    if implicit_tls {
+        if let Err(e) = conn.start_tls(&ctx.tls_acceptor).await {
+            t.info(&format!("TLS handshake failed: {e}"));
+            return;
+        }
+        if let Some((v, c)) = conn.tls_description() {
+            t.info(&format!("TLS {v} {c}"));
+        }
+    }
+    let mut s = Session {
+        ctx,
+        conn,
+        t,
+        peer,
+        user: None,
+        drop: None,
+    };
+    s.run().await;
+}
+
+/// Dot-stuffs a message for a multi-line response (RFC 1939 §3), with CRLF
+/// line ends and the terminating `.` line.
+fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+}
+
+/// The header and the first `n` body lines (TOP, RFC 1939 §7).
+fn top(message: &[u8], n: usize) -> Vec<u8> {
+    let end = crate::imap::header_end(message);
+    let mut out = message[..end].to_vec();
+    for (i, line) in message[end..].split_inclusive(|&b| b == b'\n').enumerate() {
+        if i >= n {
+            break;
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    async fn send(&mut self, line: &str) -> bool {
+        self.t.server(line);
+        self.conn
+            .write(format!("{line}\r\n").as_bytes())
+            .await
+            .is_ok()
+    }
+
+    async fn send_multi(&mut self, first: &str, body: &[u8]) -> bool {
+        self.t.server(first);
+        let mut out = format!("{first}\r\n").into_bytes();
+        dot_stuff(body, &mut out);
+        self.conn.write(&out).await.is_ok()
+    }
+
+    async fn run(&mut self) {
+        let host = self.ctx.config.hostname.clone();
+        if !self.send(&format!("+OK {host} POP3 ready")).await {
+            return;
+        }
+        let timeout = self.ctx.config.limits.command_timeout();
+        loop {
+            let line = match self.conn.read_line(MAX_LINE, timeout).await {
+                Read::Line(l) => l,
+                Read::Eof => return,
+                Read::Timeout => {
+                    // RFC 1939 §3: autologout timer; no UPDATE state.
+                    self.send("-ERR Autologout: no command within the timeout")
+                        .await;
+                    return;
+                }
+                Read::TooLong => {
+                    if !self
+                        .send(&format!("-ERR Command line longer than {MAX_LINE} octets"))
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            let mut words = line.splitn(2, ' ');
+            let verb = words.next().unwrap_or("").to_ascii_uppercase();
+            let arg = words.next().unwrap_or("").trim().to_string();
+            if verb == "PASS" {
+                self.t.client_redacted(&line, 1);
+            } else {
+                self.t.client(&line);
+            }
+            let keep_going = if self.drop.is_some() {
+                self.transaction(&verb, &arg).await
+            } else {
+                self.authorization(&verb, &arg).await
+            };
+            if !keep_going {
+                self.conn.shutdown().await;
+                return;
+            }
+        }
+    }
+
+    fn capa(&self) -> String {
+        let mut caps = vec![
+            "CAPA",
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "PIPELINING",
+            "AUTH-RESP-CODE",
+        ];
+        if self.conn.is_tls() {
+            if self.drop.is_none() {
+                caps.push("USER");
+            }
+        } else {
+            caps.push("STLS");
+        }
+        caps.push("IMPLEMENTATION maillab");
+        caps.join("\r\n")
+    }
+
+    async fn authorization(&mut self, verb: &str, arg: &str) -> bool {
+        match verb {
+            "CAPA" => {
+                let capa = self.capa();
+                self.send_multi("+OK Capability list follows", capa.as_bytes()).await
+            }
+            "QUIT" => {
+                self.send("+OK Bye").await;
+                false
+            }
+            "NOOP" => self.send("+OK").await,
+            "STLS" => {
+                if self.conn.is_tls() {
+                    return self.send("-ERR TLS is already active").await;
+                }
+                if !self.send("+OK Begin TLS negotiation").await {
+                    return false;
+                }
+                let acceptor = self.ctx.tls_acceptor.clone();
+                if let Err(e) = self.conn.start_tls(&acceptor).await {
+                    self.t.info(&format!("STLS handshake failed: {e}"));
+                    return false;
+                }
+                if let Some((v, c)) = self.conn.tls_description() {
+                    self.t.info(&format!("STLS {v} {c}"));
+                }
+                // RFC 2595 §4: forget what was said before TLS.
+                self.user = None;
+                true
+            }
+            "USER" | "PASS" if !self.conn.is_tls() => {
+                self.send("-ERR [AUTH] USER and PASS are refused before TLS: send STLS first (or use port 995) so the password is not sent in clear text").await
+            }
+            "USER" => {
+                if arg.is_empty() {
+                    return self.send("-ERR USER needs a mailbox name").await;
+                }
+                self.user = Some(arg.to_string());
+                self.send("+OK Send PASS").await
+            }
+            "PASS" => self.pass(arg).await,
+            "" => self.send("-ERR Empty command").await,
+            _ => self.send(&format!("-ERR Unknown command {verb:?} in the AUTHORIZATION state (try CAPA)")).await,
+        }
+    }
+
+    async fn pass(&mut self, password: &str) -> bool {
+        let Some(user) = self.user.take() else {
+            return self.send("-ERR Send USER first").await;
+        };
+        let ctx = self.ctx.clone();
+        let ip = self.peer.ip();
+        let pw = password.to_string();
+        let result = tokio::task::spawn_blocking(move || ctx.accounts.login(&user, &pw, ip)).await;
+        let address = match result {
+            Ok(Ok(auth)) => auth.address().to_string(),
+            Ok(Err(e)) => return self.send(&format!("-ERR [AUTH] Login failed: {e}")).await,
+            Err(_) => {
+                return self
+                    .send("-ERR [SYS/TEMP] Login failed: server error")
+                    .await;
+            }
+        };
+        let lock = match self.ctx.store.lock_maildrop(&address) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                // RFC 2449 §8.1.1.
+                return self
+                    .send("-ERR [IN-USE] Another POP3 session holds this maildrop; end it first")
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "maildrop lock");
+                return self.send("-ERR [SYS/TEMP] Cannot lock the maildrop").await;
+            }
+        };
+        let snap = match self.ctx.store.sync(&address, INBOX) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "maildrop sync");
+                return self.send("-ERR [SYS/TEMP] Cannot open the maildrop").await;
+            }
+        };
+        self.t.info(&format!("login {address}"));
+        let messages: Vec<(u32, u64)> = snap.messages.iter().map(|m| (m.uid, m.size)).collect();
+        let total: u64 = messages.iter().map(|m| m.1).sum();
+        let n = messages.len();
+        self.drop = Some(Maildrop {
+            address,
+            uid_validity: snap.uid_validity,
+            messages,
+            deleted: HashSet::new(),
+            _lock: lock,
+        });
+        self.send(&format!("+OK Maildrop has {n} messages ({total} octets)"))
+            .await
+    }
+
+    /// The message number argument, if it names a message that is not deleted.
+    fn message(&self, arg: &str) -> Result<usize, String> {
+        let drop = self.drop.as_ref().ok_or("no maildrop")?;
+        let n: usize = arg
+            .split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("-ERR Expected a message number, got {arg:?}"))?;
+        if n == 0 || n > drop.messages.len() {
+            return Err(format!(
+                "-ERR No message {n} (the maildrop has {})",
+                drop.messages.len()
+            ));
+        }
+        if drop.deleted.contains(&(n - 1)) {
+            return Err(format!("-ERR Message {n} is deleted"));
+        }
+        Ok(n - 1)
+    }
+
+    async fn transaction(&mut self, verb: &str, arg: &str) -> bool {
+        let Some(d) = self.drop.as_ref() else {
+            return false;
+        };
+        let (messages, deleted, validity, address) = (
+            d.messages.clone(),
+            d.deleted.clone(),
+            d.uid_validity,
+            d.address.clone(),
+        );
+        let live: Vec<usize> = (0..messages.len())
+            .filter(|i| !deleted.contains(i))
+            .collect();
+        match verb {
+            "CAPA" => {
+                let capa = self.capa();
+                self.send_multi("+OK Capability list follows", capa.as_bytes())
+                    .await
+            }
+            "STAT" => {
+                let size: u64 = live.iter().map(|&i| messages[i].1).sum();
+                self.send(&format!("+OK {} {size}", live.len())).await
+            }
+            "LIST" | "UIDL" => {
+                let item = |i: usize| {
+                    let (uid, size) = messages[i];
+                    if verb == "LIST" {
+                        format!("{} {size}", i + 1)
+                    } else {
+                        format!("{} {validity}.{uid}", i + 1)
+                    }
+                };
+                if arg.is_empty() {
+                    let body: String = live.iter().map(|&i| format!("{}\r\n", item(i))).collect();
+                    let first = format!("+OK {} messages", live.len());
+                    self.send_multi(&first, body.as_bytes()).await
+                } else {
+                    match self.message(arg) {
+                        Ok(i) => {
+                            let line = format!("+OK {}", item(i));
+                            self.send(&line).await
+                        }
+                        Err(e) => self.send(&e).await,
+                    }
+                }
+            }
+            "RETR" | "TOP" => {
+                let i = match self.message(arg) {
+                    Ok(i) => i,
+                    Err(e) => return self.send(&e).await,
+                };
+                let lines = if verb == "TOP" {
+                    match arg
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<usize>().ok())
+                    {
+                        Some(n) => Some(n),
+                        None => {
+                            return self
+                                .send("-ERR TOP needs a message number and a line count")
+                                .await;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let (uid, size) = messages[i];
+                match self.ctx.store.read(&address, INBOX, uid) {
+                    Ok(Some(bytes)) => {
+                        let body = match lines {
+                            Some(n) => top(&bytes, n),
+                            None => bytes,
+                        };
+                        self.send_multi(&format!("+OK {size} octets"), &body).await
+                    }
+                    Ok(None) => {
+                        self.send("-ERR This message was removed by another client")
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pop3 read");
+                        self.send("-ERR [SYS/TEMP] Cannot read the message").await
+                    }
+                }
+            }
+            "DELE" => match self.message(arg) {
+                Ok(i) => {
+                    if let Some(d) = self.drop.as_mut() {
+                        d.deleted.insert(i);
+                    }
+                    self.send(&format!(
+                        "+OK Message {} marked for deletion at QUIT",
+                        i + 1
+                    ))
+                    .await
+                }
+                Err(e) => self.send(&e).await,
+            },
+            "RSET" => {
+                if let Some(d) = self.drop.as_mut() {
+                    d.deleted.clear();
+                }
+                let n = self.drop.as_ref().map_or(0, |d| d.messages.len());
+                self.send(&format!("+OK Deletion marks removed; {n} messages"))
+                    .await
+            }
+            "NOOP" => self.send("+OK").await,
+            "QUIT" => {
+                // RFC 1939 §6: the UPDATE state removes the marked messages.
+                let uids: Vec<u32> = deleted.iter().map(|&i| messages[i].0).collect();
+                match self.ctx.store.expunge(&address, INBOX, &uids) {
+                    Ok(removed) => {
+                        self.send(&format!("+OK Bye; {} messages removed", removed.len()))
+                            .await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pop3 update");
+                        self.send("-ERR [SYS/TEMP] Some messages could not be removed")
+                            .await;
+                    }
+                }
+                self.drop = None;
+                false
+            }
+            "USER" | "PASS" | "STLS" => self.send("-ERR Already logged in").await,
+            _ => {
+                self.send(&format!("-ERR Unknown command {verb:?} (try CAPA)"))
+                    .await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_and_top() {
+        let mut out = Vec::new();
+        dot_stuff(b"Subject: x\r\n\r\n.hidden\nlast", &mut out);
+        assert_eq!(out, b"Subject: x\r\n\r\n..hidden\r\nlast\r\n.\r\n".to_vec());
+        assert_eq!(
+            top(b"A: b\r\n\r\n1\r\n2\r\n3\r\n", 2),
+            b"A: b\r\n\r\n1\r\n2\r\n".to_vec()
+        );
+    }
+}

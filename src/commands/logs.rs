@@ -1,0 +1,87 @@
+//! `labctl logs [--variant N] [SERVER] [--follow]`: the servers' logs
+//! (container logs; JSON lines from the servers).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::exit;
+use crate::plan::RuntimeKind;
+use crate::runtime::docker::Docker;
+use crate::runtime::{RunningLab, discover};
+
+/// The one lab a command means: `--variant N`, or the only lab up.
+pub async fn one_lab(variant: Option<u32>) -> anyhow::Result<RunningLab> {
+    let mut labs = discover(variant).await?;
+    match (labs.len(), variant) {
+        (1, _) => Ok(labs.remove(0)),
+        (0, Some(v)) => Err(exit::check_failed(format!(
+            "lab{v:02} is not up (start it with `labctl up --variant {v}`)"
+        ))),
+        (0, None) => Err(exit::check_failed(
+            "no lab is up (start one with `labctl up --variant N`)",
+        )),
+        _ => Err(exit::usage(format!(
+            "several labs are up ({}); say which with --variant N",
+            labs.iter()
+                .map(|l| l.variant.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Runs `labctl logs`.
+pub fn run(variant: Option<u32>, server: Option<&str>, follow: bool) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let lab = one_lab(variant).await?;
+        if lab.runtime == RuntimeKind::Local {
+            return Err(exit::usage(format!(
+                "lab{:02} runs locally: its servers log to the terminal that runs `labctl up --runtime local`",
+                lab.variant
+            )));
+        }
+        let nodes: Vec<_> = lab
+            .nodes
+            .iter()
+            .filter(|n| match server {
+                None => true,
+                Some(s) => {
+                    n.name == s
+                        || (s == "dns" && n.role == "dns")
+                        || n.domain.as_deref().is_some_and(|d| s == d || s == format!("mail.{d}"))
+                }
+            })
+            .cloned()
+            .collect();
+        if nodes.is_empty() {
+            return Err(exit::usage(format!(
+                "lab{:02} has no server {:?}; its servers: dns, {}",
+                lab.variant,
+                server.unwrap_or_default(),
+                lab.nodes
+                    .iter()
+                    .filter_map(|n| n.domain.as_ref().map(|d| format!("mail.{d}")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let docker = Docker::connect().await?;
+        let prefixed = nodes.len() > 1;
+        let streams = nodes.iter().map(|n| {
+            let prefix = if prefixed {
+                format!("{}| ", n.name)
+            } else {
+                String::new()
+            };
+            let docker = docker.clone();
+            let name = n.name.clone();
+            async move { docker.stream_logs(&name, &prefix, follow).await }
+        });
+        for r in futures_util::future::join_all(streams).await {
+            r?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

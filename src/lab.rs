@@ -1,0 +1,303 @@
+//! A lab as the host sees it: the addresses, ports and credentials of a
+//! rendered (and usually running) lab, read from its `lab.json`, and the
+//! servers' session transcripts.
+//!
+//! Finding the lab and reading transcripts each sit behind one function
+//! ([`Lab::discover`], [`Lab::transcript_files`]) so that the orchestrator's
+//! label-based discovery and its reading of container volumes can replace
+//! them without touching the commands.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::plan::Ports;
+use crate::render::layout;
+
+/// Errors of finding or reading a lab.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabError {
+    /// No lab found.
+    #[error("{0}")]
+    NotFound(String),
+    /// More than one lab, and none chosen.
+    #[error("several labs found ({0}); choose one with --variant N or --dir DIR")]
+    Ambiguous(String),
+    /// lab.json is unreadable or malformed.
+    #[error("{path}: {problem}; render the lab again (labctl render/up)")]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A mailbox not in the lab.
+    #[error("{0} is not a mailbox of this lab (mailboxes: {1})")]
+    UnknownMailbox(String, String),
+    /// The transcripts cannot be read.
+    #[error("{0}")]
+    Transcripts(String),
+}
+
+/// One mailbox and its password.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mailbox {
+    /// `user@domain`, also the login name.
+    pub address: String,
+    /// The password (generated at render time).
+    pub password: String,
+}
+
+/// One mail server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Server {
+    /// Its mail domain.
+    pub domain: String,
+    /// `mail.<domain>`.
+    pub hostname: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// Container name (docker runtime).
+    #[serde(default)]
+    pub container: String,
+    /// Its ports.
+    pub ports: PortMap,
+    /// Its mailboxes.
+    pub mailboxes: Vec<Mailbox>,
+}
+
+/// Ports as written in lab.json.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct PortMap {
+    /// SMTP MX.
+    pub smtp: u16,
+    /// Submission, STARTTLS.
+    pub submission: u16,
+    /// Submission, implicit TLS.
+    pub submissions: u16,
+    /// IMAP, STARTTLS.
+    pub imap: u16,
+    /// IMAPS.
+    pub imaps: u16,
+    /// POP3, STLS.
+    pub pop3: u16,
+    /// POP3S.
+    pub pop3s: u16,
+}
+
+impl From<PortMap> for Ports {
+    fn from(p: PortMap) -> Self {
+        Ports {
+            smtp: p.smtp,
+            submission: p.submission,
+            submissions: p.submissions,
+            imap: p.imap,
+            imaps: p.imaps,
+            pop3: p.pop3,
+            pop3s: p.pop3s,
+        }
+    }
+}
+
+impl Server {
+    /// A socket address of this server.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ip), port)
+    }
+}
+
+/// The DNS server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DnsServer {
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// Port.
+    pub port: u16,
+}
+
+/// A lab, from its lab.json.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Lab {
+    /// Variant number.
+    pub variant: u32,
+    /// `docker` or `local`.
+    pub runtime: String,
+    /// `labNN`.
+    pub name: String,
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// The subnet (CIDR).
+    pub subnet: String,
+    /// The CA certificate.
+    pub ca_cert: PathBuf,
+    /// The DNS server.
+    pub dns: DnsServer,
+    /// Server of domain 1, then of domain 2.
+    pub servers: Vec<Server>,
+}
+
+impl Lab {
+    /// Reads `<dir>/lab.json`.
+    pub fn load(dir: &Path) -> Result<Self, LabError> {
+        let path = dir.join(layout::LAB_JSON);
+        let text = std::fs::read_to_string(&path).map_err(|e| LabError::Bad {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
+        let mut lab: Lab = serde_json::from_str(&text).map_err(|e| LabError::Bad {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
+        if lab.servers.len() != 2 {
+            return Err(LabError::Bad {
+                path,
+                problem: format!("expected 2 servers, found {}", lab.servers.len()),
+            });
+        }
+        // The folder may have moved since rendering: trust where we found it.
+        lab.dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        lab.ca_cert = lab.dir.join(layout::CA_CERT);
+        Ok(lab)
+    }
+
+    /// Finds the lab to work on: `dir` when given, else `./lab-NN` of
+    /// `variant`, else the only `./lab-*` folder holding a lab.json.
+    ///
+    /// The one place that knows how labs are found (the orchestrator's
+    /// label-based discovery replaces this body).
+    pub fn discover(variant: Option<u32>, dir: Option<&Path>) -> Result<Self, LabError> {
+        if let Some(dir) = dir {
+            let lab = Self::load(dir)?;
+            if let Some(v) = variant.filter(|v| *v != lab.variant) {
+                return Err(LabError::NotFound(format!(
+                    "{} holds variant {}, not {v}",
+                    dir.display(),
+                    lab.variant
+                )));
+            }
+            return Ok(lab);
+        }
+        if let Some(v) = variant {
+            let dir = PathBuf::from(format!("lab-{v:02}"));
+            if dir.join(layout::LAB_JSON).is_file() {
+                return Self::load(&dir);
+            }
+            return Err(LabError::NotFound(format!(
+                "no lab of variant {v} here (./lab-{v:02}/lab.json is missing); start it with `labctl up --variant {v}` or pass --dir DIR"
+            )));
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(".")
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("lab-"))
+                            && p.join(layout::LAB_JSON).is_file()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.sort();
+        match found.len() {
+            0 => Err(LabError::NotFound(
+                "no lab found in this folder (no ./lab-NN/lab.json); start one with `labctl up --variant N` or pass --dir DIR".into(),
+            )),
+            1 => Self::load(&found[0]),
+            _ => Err(LabError::Ambiguous(
+                found
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+
+    /// The DNS server's address.
+    pub fn dns_addr(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.dns.ip), self.dns.port)
+    }
+
+    /// Whether this is the local (loopback) runtime.
+    pub fn is_local(&self) -> bool {
+        self.runtime == "local"
+    }
+
+    /// The host's own address in the lab: the gateway `.1` of the subnet.
+    /// In the local runtime clients bind to it, so the servers see "the
+    /// host" as a fixed address outside every SPF policy; on Docker the
+    /// kernel uses the bridge's address, which is the same `.1`.
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        if !self.is_local() {
+            return None;
+        }
+        let base = self.subnet.split('/').next()?.parse::<Ipv4Addr>().ok()?;
+        let o = base.octets();
+        Some(IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], 1)))
+    }
+
+    /// The server of `domain`.
+    pub fn server(&self, domain: &str) -> Option<&Server> {
+        self.servers
+            .iter()
+            .find(|s| s.domain.eq_ignore_ascii_case(domain))
+    }
+
+    /// The server and mailbox of `address`.
+    pub fn mailbox(&self, address: &str) -> Result<(&Server, &Mailbox), LabError> {
+        self.servers
+            .iter()
+            .flat_map(|s| s.mailboxes.iter().map(move |m| (s, m)))
+            .find(|(_, m)| m.address.eq_ignore_ascii_case(address))
+            .ok_or_else(|| {
+                LabError::UnknownMailbox(
+                    address.to_string(),
+                    self.servers
+                        .iter()
+                        .flat_map(|s| s.mailboxes.iter().map(|m| m.address.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            })
+    }
+
+    /// The transcript files (`*.jsonl`) of the server of `domain`.
+    ///
+    /// The one place that knows where transcripts are: in the local runtime
+    /// `<lab>/data/mail.<d>/transcripts/`; on Docker the data volume, read
+    /// through the orchestrator.
+    pub fn transcript_files(&self, domain: &str) -> Result<Vec<PathBuf>, LabError> {
+        if !self.is_local() {
+            return Err(LabError::Transcripts(format!(
+                "reading transcripts from the Docker volume of mail.{domain} is not available yet"
+            )));
+        }
+        let dir = self
+            .dir
+            .join(layout::local_data(domain))
+            .join("transcripts");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| LabError::Transcripts(format!("{}: {e}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Every transcript line of the server of `domain`, as JSON text lines.
+    pub fn transcript_lines(&self, domain: &str) -> Result<Vec<String>, LabError> {
+        let mut out = Vec::new();
+        for f in self.transcript_files(domain)? {
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| LabError::Transcripts(format!("{}: {e}", f.display())))?;
+            out.extend(text.lines().map(str::to_string));
+        }
+        Ok(out)
+    }
+}

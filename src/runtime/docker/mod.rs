@@ -1,0 +1,367 @@
+//! The Docker runtime (bollard): a bridge network `labNN`, the DNS
+//! container and two mail containers with fixed addresses, one named volume
+//! per mail server (SPEC.md §4 "Network plan").
+//!
+//! Every object carries the labels of [`labels`](crate::runtime::labels);
+//! listing and teardown select by label only. Every call is bounded by
+//! [`API_TIMEOUT`]; bollard always negotiates the API version, because the
+//! engine may be older than bollard's default (Docker 20.10 speaks 1.41).
+
+mod image;
+mod network;
+mod up;
+
+pub use image::{check_static, elf_problem, reference as image_reference};
+pub use network::Cidr;
+pub use up::served_ports;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use super::labels;
+use super::{Node, Removed, RunningLab, Runtime, RuntimeError, UpOptions};
+use crate::plan::{Plan, RuntimeKind};
+
+/// The user the servers run as inside the containers (never root).
+pub const CONTAINER_UID: u32 = 1000;
+/// Its group.
+pub const CONTAINER_GID: u32 = 1000;
+/// Memory limit of each container.
+pub const MEMORY_LIMIT: i64 = 64 * 1024 * 1024;
+/// Bound of every API call.
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default engine address when `DOCKER_HOST` is not set.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// A connected engine.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    /// The bollard client (version negotiated).
+    pub api: bollard::Docker,
+    /// Where it is (`DOCKER_HOST` or the default socket).
+    pub host: String,
+}
+
+/// True when the engine answered 404.
+pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl Docker {
+    /// Connects to `DOCKER_HOST` (or the default socket) and negotiates the API version.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let unreachable = |detail: String| RuntimeError::Unreachable {
+            host: host.clone(),
+            detail,
+        };
+        let api = bollard::Docker::connect_with_host(&host)
+            .map_err(|e| unreachable(e.to_string()))?
+            .with_timeout(API_TIMEOUT);
+        let api = match tokio::time::timeout(Duration::from_secs(10), api.negotiate_version()).await
+        {
+            Ok(Ok(api)) => api,
+            Ok(Err(e)) => return Err(unreachable(explain_connect_error(&host, &e))),
+            Err(_) => return Err(unreachable("no answer within 10 s".into())),
+        };
+        Ok(Self { api, host })
+    }
+
+    /// Wraps a bollard error with what was being done.
+    pub(crate) fn err(
+        &self,
+        action: impl Into<String>,
+        source: bollard::errors::Error,
+    ) -> RuntimeError {
+        RuntimeError::Docker {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// The engine's version and API version.
+    pub async fn version(&self) -> Result<(String, String), RuntimeError> {
+        let v = self
+            .api
+            .version()
+            .await
+            .map_err(|e| self.err("version", e))?;
+        Ok((
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default(),
+        ))
+    }
+
+    /// Containers of lab `variant` (every lab: `None`), running or not.
+    pub async fn containers(
+        &self,
+        variant: Option<u32>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![labels::filter(variant)])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.api
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.err("list containers", e))
+    }
+
+    /// Every network (Docker's name filter matches substrings, so we filter ourselves).
+    pub async fn networks(&self) -> Result<Vec<bollard::models::Network>, RuntimeError> {
+        self.api
+            .list_networks(Some(ListNetworksOptionsBuilder::default().build()))
+            .await
+            .map_err(|e| self.err("list networks", e))
+    }
+
+    /// Volumes of lab `variant` (every lab: `None`).
+    pub async fn volumes(
+        &self,
+        variant: Option<u32>,
+    ) -> Result<Vec<bollard::models::Volume>, RuntimeError> {
+        let filters = HashMap::from([("label", vec![labels::filter(variant)])]);
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .api
+            .list_volumes(Some(options))
+            .await
+            .map_err(|e| self.err("list volumes", e))?;
+        Ok(list.volumes.unwrap_or_default())
+    }
+
+    /// The last `tail` log lines of a container (`all` for every line).
+    pub async fn log_lines(&self, container: &str, tail: &str) -> Vec<String> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(tail)
+            .build();
+        let mut out = Vec::new();
+        let mut stream = self.api.logs(container, Some(options));
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.extend(
+                String::from_utf8_lossy(&chunk.into_bytes())
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+        out
+    }
+
+    /// Streams the logs of `container` to stdout, prefixing each line.
+    pub async fn stream_logs(
+        &self,
+        container: &str,
+        prefix: &str,
+        follow: bool,
+    ) -> Result<(), RuntimeError> {
+        use std::io::Write;
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail("all")
+            .build();
+        let mut stream = self.api.logs(container, Some(options));
+        let mut partial = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(format!("logs of {container}"), e))?;
+            partial.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            while let Some(i) = partial.find('\n') {
+                let line: String = partial.drain(..=i).collect();
+                let mut out = std::io::stdout().lock();
+                let _ = write!(out, "{prefix}{line}");
+                let _ = out.flush();
+            }
+        }
+        if !partial.is_empty() {
+            println!("{prefix}{partial}");
+        }
+        Ok(())
+    }
+
+    /// Removes containers, then networks, then (with `purge`) volumes of
+    /// lab `variant`, every one selected by label; NotFound counts as removed.
+    async fn remove_lab_objects(
+        &self,
+        variant: Option<u32>,
+        purge: bool,
+    ) -> Result<Removed, RuntimeError> {
+        let mut removed = Removed::default();
+        for c in self.containers(variant).await? {
+            let name = container_name(&c);
+            let id = c.id.clone().unwrap_or_default();
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(false)
+                .build();
+            match self.api.remove_container(&id, Some(options)).await {
+                Ok(()) => removed.containers.push(name),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(self.err(format!("remove container {name}"), e)),
+            }
+        }
+        for n in self.networks().await? {
+            let ours = n
+                .labels
+                .as_ref()
+                .and_then(labels::variant_of)
+                .is_some_and(|v| variant.is_none_or(|want| want == v));
+            if !ours {
+                continue;
+            }
+            let name = n.name.clone().unwrap_or_default();
+            match self.api.remove_network(&name).await {
+                Ok(()) => removed.networks.push(name),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(self.err(format!("remove network {name}"), e)),
+            }
+        }
+        if purge {
+            for v in self.volumes(variant).await? {
+                let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+                match self.api.remove_volume(&v.name, Some(options)).await {
+                    Ok(()) => removed.volumes.push(v.name.clone()),
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) => return Err(self.err(format!("remove volume {}", v.name), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every lab number that has a container, network or volume.
+    pub async fn lab_numbers(&self) -> Result<Vec<u32>, RuntimeError> {
+        Ok(self.recorded_dirs(None).await?.into_keys().collect())
+    }
+
+    /// Lab directories recorded in the labels of lab `variant`'s objects.
+    async fn recorded_dirs(
+        &self,
+        variant: Option<u32>,
+    ) -> Result<BTreeMap<u32, PathBuf>, RuntimeError> {
+        let mut dirs = BTreeMap::new();
+        let mut add = |l: Option<&HashMap<String, String>>| {
+            if let Some(l) = l
+                && let (Some(v), Some(d)) = (labels::variant_of(l), l.get(labels::DIR))
+            {
+                dirs.insert(v, PathBuf::from(d));
+            }
+        };
+        for c in self.containers(variant).await? {
+            add(c.labels.as_ref());
+        }
+        for v in self.volumes(variant).await? {
+            add(Some(&v.labels));
+        }
+        for n in self.networks().await? {
+            if n.labels
+                .as_ref()
+                .and_then(labels::variant_of)
+                .is_some_and(|v| variant.is_none_or(|w| w == v))
+            {
+                add(n.labels.as_ref());
+            }
+        }
+        Ok(dirs)
+    }
+}
+
+/// A container's name without Docker's leading slash.
+pub fn container_name(c: &bollard::models::ContainerSummary) -> String {
+    c.names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default()
+}
+
+/// What to tell the user when the engine cannot be reached.
+fn explain_connect_error(host: &str, e: &bollard::errors::Error) -> String {
+    let text = e.to_string();
+    if let Some(path) = host.strip_prefix("unix://") {
+        match std::fs::metadata(path) {
+            Err(_) => return format!("the socket {path} does not exist ({text})"),
+            Ok(_) if text.contains("ermission denied") => {
+                return format!(
+                    "permission denied on {path}: add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again)"
+                );
+            }
+            Ok(_) => {}
+        }
+    }
+    text
+}
+
+impl Runtime for Docker {
+    async fn up(
+        &self,
+        plan: &Plan,
+        files_hash: &str,
+        options: &UpOptions,
+    ) -> Result<(), RuntimeError> {
+        self.up_lab(plan, files_hash, options).await
+    }
+
+    async fn labs(&self, variant: Option<u32>) -> Result<Vec<RunningLab>, RuntimeError> {
+        let mut labs: BTreeMap<u32, RunningLab> = BTreeMap::new();
+        for c in self.containers(variant).await? {
+            let l = c.labels.clone().unwrap_or_default();
+            let Some(v) = labels::variant_of(&l) else {
+                continue;
+            };
+            let lab = labs.entry(v).or_insert_with(|| RunningLab {
+                variant: v,
+                runtime: RuntimeKind::Docker,
+                dir: l.get(labels::DIR).map(PathBuf::from).unwrap_or_default(),
+                nodes: Vec::new(),
+            });
+            lab.nodes.push(Node {
+                name: container_name(&c),
+                role: l.get(labels::ROLE).cloned().unwrap_or_default(),
+                domain: l.get(labels::DOMAIN).cloned(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                id: c.id.clone().unwrap_or_default(),
+            });
+        }
+        for lab in labs.values_mut() {
+            lab.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(labs.into_values().collect())
+    }
+
+    async fn down(&self, variant: Option<u32>, purge: bool) -> Result<Removed, RuntimeError> {
+        let dirs = if purge {
+            self.recorded_dirs(variant).await?
+        } else {
+            BTreeMap::new()
+        };
+        let mut removed = self.remove_lab_objects(variant, purge).await?;
+        for (v, dir) in dirs {
+            if super::local::remove_lab_dir(&dir, v)? {
+                removed.dirs.push(dir);
+            }
+        }
+        Ok(removed)
+    }
+}

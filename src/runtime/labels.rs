@@ -1,0 +1,86 @@
+//! Every label key the project puts on Docker objects, and the one function
+//! that builds the full set (house rule 4). Status and teardown select by
+//! these labels only; no label literal appears anywhere else.
+
+use std::collections::HashMap;
+
+use crate::plan::Plan;
+
+/// The lab number, two digits (`07`): present on every object we create.
+pub const LAB: &str = "io.labctl.lab";
+/// `dns` or `mail` (containers), `network`, `volume`.
+pub const ROLE: &str = "io.labctl.role";
+/// The mail domain of a mail container or data volume.
+pub const DOMAIN: &str = "io.labctl.domain";
+/// The lab directory's absolute path, so `status`/`down` work from any folder.
+pub const DIR: &str = "io.labctl.dir";
+/// Hash of the rendered files and the container spec (convergence).
+pub const HASH: &str = "io.labctl.hash";
+/// The variant number (no leading zero).
+pub const VARIANT: &str = "io.labctl.variant";
+/// The labctl version that created the object.
+pub const VERSION: &str = "io.labctl.version";
+
+/// Role of the DNS container.
+pub const ROLE_DNS: &str = "dns";
+/// Role of a mail container.
+pub const ROLE_MAIL: &str = "mail";
+/// Role of the lab network.
+pub const ROLE_NETWORK: &str = "network";
+/// Role of a data volume.
+pub const ROLE_VOLUME: &str = "volume";
+
+/// What a label set is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Object<'a> {
+    /// The lab network.
+    Network,
+    /// The DNS container.
+    Dns,
+    /// The mail container of a domain.
+    Mail(&'a str),
+    /// The data volume of a domain.
+    Volume(&'a str),
+}
+
+/// The two-digit lab number used in [`LAB`].
+pub fn lab_value(variant: u32) -> String {
+    format!("{variant:02}")
+}
+
+/// The full label set of `object` in the lab of `plan`; `hash` only for containers.
+pub fn labels(plan: &Plan, object: Object<'_>, hash: Option<&str>) -> HashMap<String, String> {
+    let (role, domain) = match object {
+        Object::Network => (ROLE_NETWORK, None),
+        Object::Dns => (ROLE_DNS, None),
+        Object::Mail(d) => (ROLE_MAIL, Some(d)),
+        Object::Volume(d) => (ROLE_VOLUME, Some(d)),
+    };
+    let mut l = HashMap::from([
+        (LAB.to_string(), lab_value(plan.variant.number.into())),
+        (VARIANT.to_string(), plan.variant.number.to_string()),
+        (ROLE.to_string(), role.to_string()),
+        (DIR.to_string(), plan.dir.display().to_string()),
+        (VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ]);
+    if let Some(d) = domain {
+        l.insert(DOMAIN.to_string(), d.to_string());
+    }
+    if let Some(h) = hash {
+        l.insert(HASH.to_string(), h.to_string());
+    }
+    l
+}
+
+/// A Docker `label` filter value: every object of lab `variant`, or of every lab.
+pub fn filter(variant: Option<u32>) -> String {
+    match variant {
+        Some(n) => format!("{LAB}={}", lab_value(n)),
+        None => LAB.to_string(),
+    }
+}
+
+/// The lab number in a label set, if it is one of ours.
+pub fn variant_of(labels: &HashMap<String, String>) -> Option<u32> {
+    labels.get(LAB)?.parse().ok()
+}

@@ -1,0 +1,303 @@
+//! The local runtime: DNS and both mail servers as tokio tasks of ONE
+//! foreground process, on the loopback addresses and port map of the local
+//! plan (ports >= 1024, no root, no Docker). Ctrl-C or SIGTERM stops it
+//! cleanly. A state file `<state dir>/labNN.json` (pid, lab directory) lets
+//! `status`, `verify` and `down` of other processes find it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::ready::{self, Probe};
+use super::{Node, Removed, RunningLab, Runtime, RuntimeError, UpOptions, state_dir};
+use crate::plan::{Plan, RuntimeKind};
+use crate::render::layout;
+
+/// The local runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+/// What the state file of a running local lab holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Variant number.
+    pub variant: u32,
+    /// The foreground process.
+    pub pid: u32,
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// Server names (`dns`, `mail.<domain>`).
+    pub servers: Vec<String>,
+}
+
+fn state_file(variant: u32) -> PathBuf {
+    state_dir().join(format!("lab{variant:02}.json"))
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
+/// State files of live local labs (stale ones are deleted).
+fn states(variant: Option<u32>) -> Vec<State> {
+    let Ok(entries) = std::fs::read_dir(state_dir()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let Some(state) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+        else {
+            continue;
+        };
+        if variant.is_some_and(|v| v != state.variant) {
+            continue;
+        }
+        if alive(state.pid) {
+            out.push(state);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    out.sort_by_key(|s| s.variant);
+    out
+}
+
+/// Removes a lab directory if it really is one of lab `variant` (its
+/// `lab.json` says so); returns whether it was removed. Never removes a
+/// folder that is not a lab directory.
+pub fn remove_lab_dir(dir: &Path, variant: u32) -> Result<bool, RuntimeError> {
+    let Ok(text) = std::fs::read_to_string(dir.join(layout::LAB_JSON)) else {
+        return Ok(false);
+    };
+    let is_ours = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|j| j["variant"].as_u64())
+        == Some(u64::from(variant));
+    if !is_ours {
+        return Ok(false);
+    }
+    std::fs::remove_dir_all(dir)
+        .map_err(RuntimeError::io(format!("cannot remove {}", dir.display())))?;
+    Ok(true)
+}
+
+/// Removes the state file when the process ends (also on error).
+struct StateGuard(PathBuf);
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Local {
+    /// Runs the lab in this process until `shutdown` completes (Ctrl-C).
+    pub async fn run(
+        &self,
+        plan: &Plan,
+        options: &UpOptions,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), RuntimeError> {
+        let start = Instant::now();
+        let variant = u32::from(plan.variant.number);
+        if let Some(other) = states(Some(variant)).first() {
+            return Err(RuntimeError::Environment(format!(
+                "lab{variant:02} already runs locally (pid {}, {})\n  what to do: stop it with Ctrl-C there or `labctl down --variant {variant}`",
+                other.pid,
+                other.dir.display()
+            )));
+        }
+        let mut configs = Vec::new();
+        for s in &plan.servers {
+            let path = plan.dir.join(layout::server_config(&s.domain));
+            let config = mailserver::config::Config::load(&path)
+                .map_err(|e| RuntimeError::Environment(format!("{}: {e}", path.display())))?;
+            configs.push((s.hostname.clone(), config));
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        let dns_options = labdns::Options {
+            zones_dir: plan.dir.join(layout::DNS_DIR),
+            listen: vec![plan.dns.addr()],
+            query_log: None,
+        };
+        let rx = stop_rx.clone();
+        tasks.spawn(async move {
+            labdns::run(dns_options, stopped(rx))
+                .await
+                .map_err(|e| format!("dns: {e}"))
+        });
+        for (name, config) in configs {
+            let rx = stop_rx.clone();
+            tasks.spawn(async move {
+                mailserver::run(config, stopped(rx))
+                    .await
+                    .map_err(|e| format!("{name}: {e}"))
+            });
+        }
+        let mut probes = vec![Probe {
+            node: "dns".into(),
+            service: "dns".into(),
+            addr: plan.dns.addr(),
+        }];
+        for s in &plan.servers {
+            for (service, port) in super::docker::served_ports(plan) {
+                probes.push(Probe {
+                    node: s.hostname.clone(),
+                    service: service.into(),
+                    addr: SocketAddr::new(s.ip.into(), port),
+                });
+            }
+        }
+        let deadline = Instant::now() + options.timeout;
+        let ready = tokio::select! {
+            r = ready::wait_all(&probes, deadline, || async { Ok::<(), RuntimeError>(()) }, |_, _| {}) => r?,
+            Some(done) = tasks.join_next() => {
+                let _ = stop_tx.send(true);
+                tasks.shutdown().await;
+                return Err(RuntimeError::NotReady(match done {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => "a server stopped".into(),
+                    Err(e) => format!("a server crashed: {e}"),
+                }));
+            }
+        };
+        if let Err(left) = ready {
+            let _ = stop_tx.send(true);
+            tasks.shutdown().await;
+            return Err(RuntimeError::NotReady(format!(
+                "not answering after {} s: {}",
+                options.timeout.as_secs(),
+                left.iter()
+                    .map(|p| format!("{} {} ({})", p.node, p.service, p.addr))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let path = state_file(variant);
+        std::fs::create_dir_all(state_dir()).map_err(RuntimeError::io(format!(
+            "cannot create {}",
+            state_dir().display()
+        )))?;
+        let state = State {
+            variant,
+            pid: std::process::id(),
+            dir: plan.dir.clone(),
+            servers: std::iter::once("dns".to_string())
+                .chain(plan.servers.iter().map(|s| s.hostname.clone()))
+                .collect(),
+        };
+        std::fs::write(&path, serde_json::to_vec_pretty(&state).expect("json"))
+            .map_err(RuntimeError::io(format!("cannot write {}", path.display())))?;
+        let _guard = StateGuard(path);
+        eprintln!(
+            "{} (local) is up in {:.1}s: dns {}, {}; Ctrl-C stops it",
+            plan.name,
+            start.elapsed().as_secs_f64(),
+            plan.dns.addr(),
+            plan.servers
+                .iter()
+                .map(|s| format!("{} {}", s.hostname, s.ip))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let failed = tokio::select! {
+            _ = shutdown => None,
+            Some(done) = tasks.join_next() => Some(done),
+        };
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.abort_all();
+        match failed {
+            None => {
+                eprintln!("{} (local) stopped", plan.name);
+                Ok(())
+            }
+            Some(Ok(Err(e))) => Err(RuntimeError::NotReady(e)),
+            Some(Ok(Ok(()))) => Err(RuntimeError::NotReady("a server stopped".into())),
+            Some(Err(e)) => Err(RuntimeError::NotReady(format!("a server crashed: {e}"))),
+        }
+    }
+}
+
+impl Runtime for Local {
+    /// Runs in the foreground until Ctrl-C or SIGTERM.
+    async fn up(
+        &self,
+        plan: &Plan,
+        _files_hash: &str,
+        options: &UpOptions,
+    ) -> Result<(), RuntimeError> {
+        self.run(plan, options, crate::commands::shutdown_signal())
+            .await
+    }
+
+    async fn labs(&self, variant: Option<u32>) -> Result<Vec<RunningLab>, RuntimeError> {
+        Ok(states(variant)
+            .into_iter()
+            .map(|s| RunningLab {
+                variant: s.variant,
+                runtime: RuntimeKind::Local,
+                dir: s.dir.clone(),
+                nodes: s
+                    .servers
+                    .iter()
+                    .map(|name| Node {
+                        name: name.clone(),
+                        role: if name == "dns" { "dns" } else { "mail" }.into(),
+                        domain: name.strip_prefix("mail.").map(str::to_string),
+                        state: "running".into(),
+                        id: s.pid.to_string(),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn down(&self, variant: Option<u32>, purge: bool) -> Result<Removed, RuntimeError> {
+        let mut removed = Removed::default();
+        for s in states(variant) {
+            // SIGTERM: the process stops its servers and removes its state file.
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &s.pid.to_string()])
+                .status()
+                .map_err(RuntimeError::io("cannot run kill"))?;
+            if !status.success() && alive(s.pid) {
+                return Err(RuntimeError::Environment(format!(
+                    "cannot stop the local lab{:02} (pid {})",
+                    s.variant, s.pid
+                )));
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while alive(s.pid) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = std::fs::remove_file(state_file(s.variant));
+            removed.processes.push(format!(
+                "lab{:02} (local runtime, pid {})",
+                s.variant, s.pid
+            ));
+            if purge && remove_lab_dir(&s.dir, s.variant)? {
+                removed.dirs.push(s.dir.clone());
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,207 @@
+//! R1: the CA's subject and issuer are exactly the variant's, and every TLS
+//! port of both servers presents a chain that verifies against the lab CA
+//! alone for `mail.<domain>`.
+
+use futures_util::future::{BoxFuture, join_all};
+
+use super::ctx::EHLO_NAME;
+use super::{Check, Ctx, Group};
+use crate::client::imap::Imap;
+use crate::client::pop3::Pop3;
+use crate::client::smtp::Smtp;
+use crate::client::tls::TlsInfo;
+use crate::lab::Server;
+
+pub static GROUP: Group = Group {
+    ids: &["R1"],
+    checks: &[
+        (
+            "R1",
+            "CA certificate: subject and issuer exactly the variant's, self-signed, a CA",
+        ),
+        (
+            "R1",
+            "every TLS port of each server: chain verifies against the lab CA alone for mail.<domain>",
+        ),
+    ],
+    run,
+};
+
+fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
+    Box::pin(async move {
+        let mut checks = vec![ca_check(ctx)];
+        let servers = join_all(ctx.lab.servers.iter().map(|s| server_tls(ctx, s))).await;
+        checks.extend(servers);
+        checks
+    })
+}
+
+/// The distinguished name the variant asks for, in x509-parser's notation.
+fn expected_dn(ctx: &Ctx) -> String {
+    let n = &ctx.variant.ca;
+    format!(
+        "C={}, ST={}, L={}, O={}, OU={}, CN={}",
+        n.country, n.state, n.locality, n.organization, n.organizational_unit, n.common_name
+    )
+}
+
+fn ca_check(ctx: &Ctx) -> Check {
+    let name = "CA certificate: subject = issuer = the variant's name, self-signed CA";
+    let pem = match std::fs::read(&ctx.lab.ca_cert) {
+        Ok(p) => p,
+        Err(e) => return Check::fail("R1", name, format!("{}: {e}", ctx.lab.ca_cert.display())),
+    };
+    let parsed = x509_parser::pem::parse_x509_pem(&pem);
+    let Ok((_, pem)) = parsed else {
+        return Check::fail("R1", name, "ca.crt is not a PEM certificate");
+    };
+    let cert = match pem.parse_x509() {
+        Ok(c) => c,
+        Err(e) => return Check::fail("R1", name, format!("ca.crt: {e}")),
+    };
+    let expected = expected_dn(ctx);
+    let subject = cert.subject().to_string();
+    let issuer = cert.issuer().to_string();
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.value.ca);
+    let self_signed = cert.verify_signature(None).is_ok();
+    let ok = subject == expected && issuer == expected && is_ca && self_signed;
+    Check::new(
+        "R1",
+        name,
+        ok,
+        format!(
+            "subject: {subject}\nissuer:  {issuer}\nexpected: {expected}\nbasicConstraints CA: {is_ca}; signature verifies with its own key: {self_signed}"
+        ),
+    )
+}
+
+/// TLS on one port: plain connection + upgrade command, or implicit TLS.
+pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo, String> {
+    let bind = ctx.lab.host_ip();
+    let host = server.hostname.as_str();
+    let tls = Some((&ctx.tls, host));
+    let p = server.ports;
+    let info = match service {
+        "smtp" | "submission" => {
+            let port = if service == "smtp" {
+                p.smtp
+            } else {
+                p.submission
+            };
+            let mut s = Smtp::connect(server.addr(port), bind, None, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ehlo = s.ehlo(EHLO_NAME).await.map_err(|e| e.to_string())?;
+            if !ehlo.advertises("STARTTLS") {
+                return Err(format!("STARTTLS not offered: {}", ehlo.text()));
+            }
+            let r = s
+                .starttls(&ctx.tls, host)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = s
+                .conn
+                .tls
+                .clone()
+                .ok_or(format!("STARTTLS: {}", r.text()))?;
+            s.quit().await;
+            info
+        }
+        "submissions" => {
+            let mut s = Smtp::connect(server.addr(p.submissions), bind, tls, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = s.conn.tls.clone();
+            s.quit().await;
+            info.ok_or("no TLS")?
+        }
+        "imap" => {
+            let mut i = Imap::connect(server.addr(p.imap), bind, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let a = i
+                .starttls(&ctx.tls, host)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = i
+                .conn
+                .tls
+                .clone()
+                .ok_or(format!("STARTTLS: {}", a.status))?;
+            i.logout().await;
+            info
+        }
+        "imaps" => {
+            let mut i = Imap::connect(server.addr(p.imaps), bind, tls)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = i.conn.tls.clone();
+            i.logout().await;
+            info.ok_or("no TLS")?
+        }
+        "pop3" => {
+            let mut c = Pop3::connect(server.addr(p.pop3), bind, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let st = c.stls(&ctx.tls, host).await.map_err(|e| e.to_string())?;
+            let info = c.conn.tls.clone().ok_or(format!("STLS: {st}"))?;
+            c.quit().await;
+            info
+        }
+        "pop3s" => {
+            let mut c = Pop3::connect(server.addr(p.pop3s), bind, tls)
+                .await
+                .map_err(|e| e.to_string())?;
+            let info = c.conn.tls.clone();
+            c.quit().await;
+            info.ok_or("no TLS")?
+        }
+        other => return Err(format!("unknown service {other}")),
+    };
+    Ok(info)
+}
+
+/// The services and how TLS starts on each.
+pub const SERVICES: [(&str, &str); 7] = [
+    ("smtp", "STARTTLS"),
+    ("submission", "STARTTLS"),
+    ("submissions", "implicit"),
+    ("imap", "STARTTLS"),
+    ("imaps", "implicit"),
+    ("pop3", "STLS"),
+    ("pop3s", "implicit"),
+];
+
+async fn server_tls(ctx: &Ctx, server: &Server) -> Check {
+    let name = format!(
+        "{}: TLS on all 7 ports verifies against the lab CA alone",
+        server.hostname
+    );
+    let ports = crate::plan::Ports::from(server.ports);
+    let results = join_all(SERVICES.iter().map(|(svc, how)| async move {
+        let port = ports
+            .all()
+            .iter()
+            .find(|(n, _)| n == svc)
+            .map(|(_, p)| *p)
+            .unwrap_or(0);
+        (svc, how, port, tls_on(ctx, server, svc).await)
+    }))
+    .await;
+    let mut ok = true;
+    let mut evidence = Vec::new();
+    for (svc, how, port, r) in results {
+        match r {
+            Ok(info) => evidence.push(format!("{port} {svc} ({how}): {}", info.summary())),
+            Err(e) => {
+                ok = false;
+                evidence.push(format!("{port} {svc} ({how}): FAILED {e}"));
+            }
+        }
+    }
+    Check::new("R1", name, ok, evidence.join("\n"))
+}

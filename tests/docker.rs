@@ -1,0 +1,340 @@
+//! The Docker runtime end to end (issue 7): `up` on an engine without the
+//! lab image, `status --json`, convergence, several labs at once, `down`,
+//! an unreachable engine and a taken subnet. Checked with independent
+//! clients: the `docker` CLI, `dig`, and TCP connects from the host.
+//!
+//! Docker tests are serialised (one lock) and remove what they created in a
+//! drop guard, also when they fail. Without Docker they say they are
+//! skipped; with `CI=true` Docker is required.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use labctl::runtime::labels;
+use serde_json::Value;
+
+use crate::common::{have_tool, in_ci, labctl, run, stderr, stdout};
+
+/// One Docker test at a time (2-core machine; labs share the engine).
+static DOCKER: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    DOCKER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// True when the engine answers; otherwise the test is skipped (fails in CI).
+fn docker_available() -> bool {
+    let ok = have_tool("docker")
+        && Command::new("docker")
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!in_ci(), "Docker is required in CI");
+        eprintln!("SKIPPED: no Docker engine");
+    }
+    ok
+}
+
+/// Removes every lab (and a test network) when dropped.
+struct Cleanup {
+    networks: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = labctl().args(["down", "--all", "--purge"]).output();
+        for n in &self.networks {
+            let _ = Command::new("docker").args(["network", "rm", n]).output();
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let o = run(Command::new("docker").args(args));
+    assert!(o.status.success(), "docker {args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Names or ids listed by `docker <kind> ls` for objects with our label.
+fn ours(kind: &str) -> BTreeSet<String> {
+    let filter = format!("label={}", labels::LAB);
+    let args: Vec<&str> = match kind {
+        "container" => vec!["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
+        "network" => vec!["network", "ls", "-q", "--filter", &filter],
+        _ => vec!["volume", "ls", "-q", "--filter", &filter],
+    };
+    docker(&args).lines().map(str::to_string).collect()
+}
+
+fn container_ids(variant: u32) -> BTreeSet<String> {
+    let filter = format!("label={}={variant:02}", labels::LAB);
+    docker(&["ps", "-q", "--no-trunc", "--filter", &filter])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed ({:?}):\n{}\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+fn up(variant: u32, dir: &std::path::Path) -> Output {
+    run(labctl()
+        .args([
+            "up",
+            "--variant",
+            &variant.to_string(),
+            "--timeout",
+            "60",
+            "--dir",
+        ])
+        .arg(dir.join(format!("lab-{variant:02}"))))
+}
+
+/// The documented `status --json` object of one lab (docs/status-json.md).
+fn check_status_schema(j: &Value, variant: u64) {
+    assert_eq!(j["variant"], variant, "{j}");
+    assert_eq!(j["runtime"], "docker");
+    assert_eq!(j["state"], "running", "{j}");
+    let ca = j["ca_cert"].as_str().expect("ca_cert");
+    assert!(
+        ca.starts_with('/') && std::path::Path::new(ca).exists(),
+        "{ca}"
+    );
+    assert_eq!(j["dns"]["ip"], format!("10.77.{variant}.53"));
+    assert_eq!(j["dns"]["port"], 53);
+    let servers = j["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 2);
+    for (s, host) in servers.iter().zip([11, 12]) {
+        let domain = s["domain"].as_str().expect("domain");
+        assert_eq!(s["hostname"], format!("mail.{domain}"));
+        assert_eq!(s["ip"], format!("10.77.{variant}.{host}"));
+        assert_eq!(s["container"], format!("lab{variant:02}-mail.{domain}"));
+        assert_eq!(s["state"], "running");
+        let ports = s["ports"].as_object().expect("ports");
+        let names: Vec<&str> = ports.keys().map(String::as_str).collect();
+        for name in [
+            "smtp",
+            "submission",
+            "submissions",
+            "imap",
+            "imaps",
+            "pop3",
+            "pop3s",
+        ] {
+            assert!(names.contains(&name), "port {name} missing: {names:?}");
+            assert!(ports[name].as_u64().is_some_and(|p| p > 0));
+        }
+        let boxes = s["mailboxes"].as_array().expect("mailboxes");
+        assert!(!boxes.is_empty());
+        for m in boxes {
+            assert!(m["address"].as_str().is_some_and(|a| a.ends_with(domain)));
+            assert!(m["password"].as_str().is_some_and(|p| p.len() >= 8));
+        }
+    }
+}
+
+/// Every port the servers of this build listen on answers a TCP connect
+/// from the host; the DNS answers `dig` over UDP and TCP.
+fn check_answers(j: &Value) {
+    let served: Vec<&str> = mailserver::server::Service::ALL
+        .iter()
+        .filter(|s| s.is_served())
+        .map(|s| s.name())
+        .collect();
+    for s in j["servers"].as_array().unwrap() {
+        for name in &served {
+            let addr: SocketAddr = format!("{}:{}", s["ip"].as_str().unwrap(), s["ports"][name])
+                .parse()
+                .unwrap();
+            assert!(
+                TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok(),
+                "{name} of {} does not answer on {addr}",
+                s["hostname"]
+            );
+        }
+    }
+    if have_tool("dig") {
+        let dns = j["dns"]["ip"].as_str().unwrap();
+        let domain = j["servers"][0]["domain"].as_str().unwrap();
+        for transport in ["+notcp", "+tcp"] {
+            let o = run(Command::new("dig")
+                .arg(format!("@{dns}"))
+                .args([domain, "MX", "+short", "+time=2", "+tries=2", transport]));
+            ok(&o, "dig");
+            assert!(
+                stdout(&o).contains(&format!("mail.{domain}.")),
+                "dig {transport} {domain} MX: {}",
+                stdout(&o)
+            );
+        }
+    }
+}
+
+fn status_json(variant: Option<u32>) -> Value {
+    let mut cmd = labctl();
+    cmd.args(["status", "--json"]);
+    if let Some(v) = variant {
+        cmd.args(["--variant", &v.to_string()]);
+    }
+    let o = run(&mut cmd);
+    ok(&o, "status --json");
+    serde_json::from_str(&stdout(&o)).expect("status --json is JSON")
+}
+
+#[test]
+fn docker_lab_up_converges_runs_beside_others_and_goes_down() {
+    let _l = lock();
+    if !docker_available() {
+        return;
+    }
+    let _cleanup = Cleanup { networks: vec![] };
+    let _ = labctl().args(["down", "--all", "--purge"]).output();
+    // An engine without the lab image: `up` makes it from the binary.
+    let image = format!("labctl:{}", env!("CARGO_PKG_VERSION"));
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let o = up(7, tmp.path());
+    ok(&o, "up --variant 7");
+    assert!(
+        stderr(&o).contains("created from this executable"),
+        "{}",
+        stderr(&o)
+    );
+    let j = status_json(Some(7));
+    check_status_schema(&j, 7);
+    check_answers(&j);
+    let ids = container_ids(7);
+    assert_eq!(ids.len(), 3, "{ids:?}");
+
+    // Converges: a second run keeps every container.
+    let o = up(7, tmp.path());
+    ok(&o, "second up --variant 7");
+    assert_eq!(container_ids(7), ids, "the second up replaced containers");
+    assert_eq!(stderr(&o).matches("unchanged").count(), 3, "{}", stderr(&o));
+
+    // Several labs at once.
+    for v in [1, 15] {
+        ok(&up(v, tmp.path()), &format!("up --variant {v}"));
+    }
+    let all = status_json(None);
+    let labs = all.as_array().expect("several labs: an array");
+    let variants: Vec<u64> = labs
+        .iter()
+        .map(|l| l["variant"].as_u64().unwrap())
+        .collect();
+    assert_eq!(variants, [1, 7, 15]);
+    for l in labs {
+        let v = l["variant"].as_u64().unwrap();
+        check_status_schema(l, v);
+        check_answers(l);
+    }
+    assert_eq!(container_ids(7), ids);
+
+    // `down` of one lab from another folder keeps its data volumes...
+    let o = run(labctl().args(["down", "--variant", "1"]).current_dir("/"));
+    ok(&o, "down --variant 1");
+    assert!(container_ids(1).is_empty());
+    let filter = format!("label={}=01", labels::LAB);
+    assert_eq!(
+        docker(&["volume", "ls", "-q", "--filter", &filter])
+            .lines()
+            .count(),
+        2
+    );
+    // ... `--purge` removes everything, lab directories included.
+    let o = run(labctl().args(["down", "--all", "--purge"]).current_dir("/"));
+    ok(&o, "down --all --purge");
+    for kind in ["container", "network", "volume"] {
+        assert!(ours(kind).is_empty(), "{kind}s left: {:?}", ours(kind));
+    }
+    assert!(!tmp.path().join("lab-07").exists());
+    // Idempotent.
+    for args in [
+        &["down", "--all"][..],
+        &["down", "--variant", "7"][..],
+        &["down"][..],
+    ] {
+        let o = run(labctl().args(args));
+        ok(&o, &format!("{args:?} with nothing up"));
+        assert!(stdout(&o).contains("nothing to remove"), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn docker_taken_subnet_is_refused_naming_the_network() {
+    let _l = lock();
+    if !docker_available() {
+        return;
+    }
+    let name = "labctl-test-taken";
+    let _cleanup = Cleanup {
+        networks: vec![name.into()],
+    };
+    let _ = Command::new("docker")
+        .args(["network", "rm", name])
+        .output();
+    docker(&[
+        "network",
+        "create",
+        "--label",
+        &format!("{}=test", labels::LAB),
+        "--subnet",
+        "10.77.9.0/24",
+        name,
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let o = up(9, tmp.path());
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(name), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--subnet"), "{}", stderr(&o));
+    assert!(container_ids(9).is_empty());
+    // The other network is not ours: `down --all` leaves it alone.
+    ok(&run(labctl().args(["down", "--all"])), "down --all");
+    assert!(
+        docker(&["network", "ls", "-q", "--filter", &format!("name={name}")])
+            .lines()
+            .next()
+            .is_some()
+    );
+}
+
+#[test]
+fn unreachable_docker_is_an_environment_error() {
+    let state = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["up", "--variant", "7"][..],
+        &["status"][..],
+        &["status", "--json"][..],
+        &["down"][..],
+        &["down", "--variant", "7"][..],
+        &["down", "--all"][..],
+    ] {
+        let o = run(labctl()
+            .args(args)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            // no local labs either
+            .env("XDG_RUNTIME_DIR", state.path())
+            .current_dir(tmp.path()));
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("/nonexistent/docker.sock") && e.contains("what to do"),
+            "{args:?}: {e}"
+        );
+    }
+    // Nothing was written by `up`.
+    assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
+}
