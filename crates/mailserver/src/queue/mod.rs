@@ -13,7 +13,7 @@ mod dsn;
 pub(crate) mod no_verify;
 pub mod worker;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -115,6 +115,11 @@ pub struct Queue {
     dir: PathBuf,
     notify: Notify,
     in_flight: Mutex<HashSet<String>>,
+    /// id -> next attempt, mirrored from the records so the worker does
+    /// not read every record on every wake-up.
+    index: Mutex<HashMap<String, u64>>,
+    /// Idle relay connections of the worker.
+    pub(crate) pool: worker::Pool,
 }
 
 impl Queue {
@@ -122,11 +127,58 @@ impl Queue {
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, QueueError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        Ok(Self {
+        let queue = Self {
             dir,
             notify: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            index: Mutex::new(HashMap::new()),
+            pool: worker::Pool::default(),
+        };
+        // A restart resumes: every record on disk is due now.
+        let records = queue.list();
+        if let Ok(mut index) = queue.index.lock() {
+            for r in records {
+                index.insert(r.id, 0);
+            }
+        }
+        Ok(queue)
+    }
+
+    /// Ids of the records due at `now`, earliest first.
+    pub fn due(&self, now: u64) -> Vec<String> {
+        let Ok(index) = self.index.lock() else {
+            return Vec::new();
+        };
+        let mut due: Vec<(u64, String)> = index
+            .iter()
+            .filter(|(_, next)| **next <= now)
+            .map(|(id, next)| (*next, id.clone()))
+            .collect();
+        due.sort();
+        due.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Reads one record.
+    pub fn load(&self, id: &str) -> Result<QueuedMessage, QueueError> {
+        let path = self.dir.join(format!("{id}.json"));
+        let bytes = fs::read(&path).map_err(io("read", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| QueueError::Record {
+            path,
+            message: e.to_string(),
         })
+    }
+
+    pub(crate) fn set_index(&self, id: &str, next: Option<u64>) {
+        if let Ok(mut index) = self.index.lock() {
+            match next {
+                Some(n) => {
+                    index.insert(id.to_string(), n);
+                }
+                None => {
+                    index.remove(id);
+                }
+            }
+        }
     }
 
     /// The spool folder.
@@ -176,7 +228,22 @@ impl Queue {
             attempts: 0,
             next_attempt: now,
         };
-        self.save(&record)?;
+        // A new record needs no temporary name: until the folder is
+        // fsync'd below and `250` is sent, nobody relies on it.
+        let path = self.dir.join(format!("{id}.json"));
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| QueueError::Record {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io("create", &path))?;
+        f.write_all(&json).map_err(io("write", &path))?;
+        f.sync_all().map_err(io("fsync", &path))?;
+        sync_dir(&self.dir)?;
+        self.set_index(&id, Some(now));
         Ok(id)
     }
 
@@ -193,6 +260,7 @@ impl Queue {
         f.sync_all().map_err(io("fsync", &tmp))?;
         fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         sync_dir(&self.dir)?;
+        self.set_index(&record.id, Some(record.next_attempt));
         Ok(())
     }
 
@@ -200,6 +268,7 @@ impl Queue {
     pub fn remove(&self, id: &str) -> Result<(), QueueError> {
         let record = self.dir.join(format!("{id}.json"));
         let body = self.dir.join(format!("{id}.eml"));
+        self.set_index(id, None);
         fs::remove_file(&record).map_err(io("remove", &record))?;
         let _ = fs::remove_file(&body);
         sync_dir(&self.dir)?;
@@ -271,8 +340,15 @@ mod tests {
         assert_eq!(list[0].id, id);
         assert_eq!(list[0].recipients[0].state, RcptState::Pending);
         assert_eq!(q.body(&id).unwrap(), b"Subject: t\r\n\r\nhi\r\n");
+        assert_eq!(q.due(now_secs()), vec![id.clone()]);
+        assert_eq!(
+            Queue::open(&dir).unwrap().due(0),
+            vec![id.clone()],
+            "restart resumes"
+        );
         q.remove(&id).unwrap();
         assert!(q.list().is_empty());
+        assert!(q.due(now_secs()).is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

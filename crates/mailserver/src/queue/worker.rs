@@ -23,6 +23,51 @@ use crate::server::Context;
 const SMTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the spool is scanned when nothing wakes the worker.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Delivery attempts in flight at once: below the peers' connections-per-
+/// address limit (32 by default), so a busy queue is never refused with 421.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// How long an idle relay connection is kept for the next message.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+/// Idle relay connections kept at most.
+const POOL_SIZE: usize = 8;
+
+type TlsClient = SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Idle TLS connections to MX hosts, reused for the next message to the
+/// same host (RFC 5321 §4.5.4.1 encourages sending several messages over
+/// one connection); each reuse starts with RSET.
+#[derive(Default)]
+pub struct Pool {
+    idle: std::sync::Mutex<Vec<(SocketAddr, String, std::time::Instant, TlsClient)>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    fn take(&self, addr: SocketAddr, host: &str) -> Option<TlsClient> {
+        let mut idle = self.idle.lock().ok()?;
+        idle.retain(|(_, _, since, _)| since.elapsed() < POOL_IDLE);
+        let i = idle
+            .iter()
+            .position(|(a, h, _, _)| *a == addr && h == host)?;
+        Some(idle.swap_remove(i).3)
+    }
+
+    fn put(&self, addr: SocketAddr, host: &str, client: TlsClient) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|(_, _, since, _)| since.elapsed() < POOL_IDLE);
+            if idle.len() >= POOL_SIZE {
+                return;
+            }
+            idle.push((addr, host.to_string(), std::time::Instant::now(), client));
+        }
+    }
+}
 
 /// The result of trying one recipient.
 #[derive(Debug, Clone)]
@@ -36,20 +81,27 @@ enum Outcome {
 
 /// Runs the worker until the task is dropped.
 pub async fn run(ctx: Arc<Context>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     loop {
-        let now = now_secs();
-        let q = ctx.clone();
-        let records = tokio::task::spawn_blocking(move || q.queue.list())
-            .await
-            .unwrap_or_default();
-        for record in records {
-            if record.next_attempt > now || !ctx.queue.claim(&record.id) {
+        for id in ctx.queue.due(now_secs()) {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            if !ctx.queue.claim(&id) {
                 continue;
             }
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                let id = record.id.clone();
-                attempt(&ctx, record).await;
+                let _permit = permit;
+                let q = ctx.clone();
+                let rid = id.clone();
+                match tokio::task::spawn_blocking(move || q.queue.load(&rid)).await {
+                    Ok(Ok(record)) => attempt(&ctx, record).await,
+                    other => {
+                        tracing::error!(%id, ?other, "queue record unreadable, left in the spool");
+                        ctx.queue.set_index(&id, None);
+                    }
+                }
                 ctx.queue.release(&id);
                 ctx.queue.wake();
             });
@@ -249,6 +301,15 @@ async fn send_to(
 ) -> Result<Vec<(String, Outcome)>, Outcome> {
     let relay = &ctx.config.relay;
     let local = ctx.config.listen.address;
+    if let Some(mut client) = ctx.queue.pool.take(addr, host)
+        && client.rset().await.is_ok()
+    {
+        let (results, client) = converse(client, mail_from, rcpts, body).await?;
+        if let Some(client) = client {
+            ctx.queue.pool.put(addr, host, client);
+        }
+        return Ok(results);
+    }
     let mut client = SmtpClient::connect_using(local, addr, SMTP_TIMEOUT)
         .await
         .map_err(|e| Outcome::Temporary(format!("451 4.4.1 connect to {host} [{addr}]: {e}")))?;
@@ -273,7 +334,11 @@ async fn send_to(
                 "451 4.7.10 {host} [{addr}] does not offer STARTTLS and the relay policy requires TLS"
             )));
         }
-        return converse(client, mail_from, rcpts, body).await;
+        let (results, client) = converse(client, mail_from, rcpts, body).await?;
+        if let Some(client) = client {
+            let _ = client.quit().await;
+        }
+        return Ok(results);
     }
     // RFC 3207 §4.1, RFC 7672-style authentication by the lab CA: the
     // certificate must be valid for the MX host name.
@@ -295,16 +360,21 @@ async fn send_to(
         .ehlo(&hostname)
         .await
         .map_err(|e| conversation_error(e, "EHLO after STARTTLS"))?;
-    converse(client, mail_from, rcpts, body).await
+    let (results, client) = converse(client, mail_from, rcpts, body).await?;
+    if let Some(client) = client {
+        ctx.queue.pool.put(addr, host, client);
+    }
+    Ok(results)
 }
 
-/// MAIL, RCPT for each recipient, DATA, QUIT.
+/// MAIL, RCPT for each recipient, DATA. The connection comes back when
+/// it is still usable (for the pool or QUIT).
 async fn converse<T: AsyncRead + AsyncWrite + Unpin>(
     mut client: SmtpClient<T>,
     mail_from: &str,
     rcpts: &[String],
     body: &[u8],
-) -> Result<Vec<(String, Outcome)>, Outcome> {
+) -> Result<(Vec<(String, Outcome)>, Option<SmtpClient<T>>), Outcome> {
     client
         .mail_from(mail_from, &Parameters::default())
         .await
@@ -318,17 +388,16 @@ async fn converse<T: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     if accepted.is_empty() {
-        let _ = client.quit().await;
-        return Ok(results);
+        return Ok((results, Some(client)));
     }
     // mail-send terminates with CRLF.CRLF itself; drop our final CRLF so the
     // body is not extended by an empty line at every hop.
     let body = body.strip_suffix(b"\r\n").unwrap_or(body);
-    let outcome = match client.data(body).await {
-        Ok(r) => Outcome::Delivered(reply_text(&r)),
-        Err(e) => conversation_error(e, "DATA"),
+    let (outcome, reusable) = match client.data(body).await {
+        Ok(r) => (Outcome::Delivered(reply_text(&r)), true),
+        Err(e @ mail_send::Error::UnexpectedReply(_)) => (conversation_error(e, "DATA"), true),
+        Err(e) => (conversation_error(e, "DATA"), false),
     };
-    let _ = client.quit().await;
     results.extend(accepted.into_iter().map(|r| (r, outcome.clone())));
-    Ok(results)
+    Ok((results, reusable.then_some(client)))
 }
