@@ -158,20 +158,131 @@ fn have_mail_servers() -> bool {
     out.status.success()
 }
 
+/// Every requirement id but those of the malware and spam filters (R9,
+/// R10), which have their own test until the filters are in this build.
+const ALL_BUT_FILTERS: [&str; 22] = [
+    "--only", "R1", "--only", "R2", "--only", "R3", "--only", "R4", "--only", "R5", "--only", "R6",
+    "--only", "R7", "--only", "R8", "--only", "R11", "--only", "R12", "--only", "R13",
+];
+
 #[test]
-#[ignore = "needs the SMTP, IMAP, POP3 servers and filters (run once they landed)"]
 fn verify_passes_on_a_healthy_local_lab() {
     assert!(have_mail_servers());
     let r = start(LocalLab::render(7));
-    let (out, json) = verify(&r.lab, &[]);
+    let (out, json) = verify(&r.lab, &ALL_BUT_FILTERS);
     assert_eq!(out.status.code(), Some(0), "{json:#}");
     assert_eq!(json["failed"], 0, "{json:#}");
     assert_eq!(json["skipped"], 0, "{json:#}");
     for id in [
-        "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "R11", "R12", "R13",
+        "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R11", "R12", "R13",
     ] {
         assert!(!checks(&json, id).is_empty(), "no {id} check");
     }
+}
+
+#[test]
+#[ignore = "needs the malware scanner and spam filter (branch filters)"]
+fn verify_filters_pass_on_a_healthy_local_lab() {
+    let r = start(LocalLab::render(7));
+    let (out, json) = verify(&r.lab, &["--only", "R9", "--only", "R10"]);
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    assert_eq!(checks(&json, "R9").len(), 3, "{json:#}");
+}
+
+#[test]
+fn send_inspect_and_trace_show_the_real_message() {
+    let r = start(LocalLab::render(7));
+    let (from, _) = r.lab.mailbox(0, 1);
+    let (to, _) = r.lab.mailbox(1, 1);
+    let out = run(labctl()
+        .args([
+            "send",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--subject",
+            "Hello from the test",
+        ])
+        .arg("--dir")
+        .arg(r.lab.path()));
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    // The dialogue, swaks style: TLS upgrade, authentication, acceptance.
+    assert!(text.contains(" -> STARTTLS\n<-  220 "), "{text}");
+    assert!(
+        text.contains(" ~> AUTH PLAIN <credentials>\n<~  235 "),
+        "{text}"
+    );
+    assert!(text.contains("<~  250 2.0.0 "), "{text}");
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .expect("send prints the Message-ID")
+        .to_string();
+
+    // inspect waits for nothing: poll until the relay delivered (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let explained = loop {
+        let out = run(labctl()
+            .args(["inspect", &to, "--last", "--dir"])
+            .arg(r.lab.path()));
+        let text = stdout(&out);
+        if out.status.success() && text.contains(&id) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} not delivered: {text}{}",
+            stderr(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let d1 = r.lab.domain(0);
+    let d2 = r.lab.domain(1);
+    assert!(explained.contains("Received chain (2 hops"), "{explained}");
+    assert!(
+        explained.contains(&format!(
+            "-> mail.{d1}\n         with ESMTPSA (client authenticated), TLS"
+        )),
+        "{explained}"
+    );
+    assert!(
+        explained.contains(&format!("-> mail.{d2}\n         with ESMTPS, TLS")),
+        "{explained}"
+    );
+    assert!(explained.contains(&format!("by mail.{d2}")), "{explained}");
+    assert!(explained.contains("dkim   pass"), "{explained}");
+    assert!(explained.contains(&format!("d  = {d1} ")), "{explained}");
+    assert!(
+        explained.contains("Subject     Hello from the test"),
+        "{explained}"
+    );
+
+    let out = run(labctl()
+        .args(["trace", "--message-id", &id, "--dir"])
+        .arg(r.lab.path()));
+    let traced = stdout(&out);
+    assert!(out.status.success(), "{traced}{}", stderr(&out));
+    assert!(traced.contains("2 SMTP session(s)"), "{traced}");
+    assert!(
+        traced.contains(&format!("hop 1: smtp session mail.{d1}")),
+        "{traced}"
+    );
+    assert!(
+        traced.contains(&format!("hop 2: smtp session mail.{d2}")),
+        "{traced}"
+    );
+    assert!(traced.contains("<== TLS from here on"), "{traced}");
+    assert!(traced.contains("C~ AUTH PLAIN ***"), "{traced}");
+    assert!(traced.contains(&format!("C~ RCPT TO:<{to}>")), "{traced}");
+    // Without --message-id: the last delivered message, the same one.
+    let out = run(labctl().args(["trace", "--dir"]).arg(r.lab.path()));
+    assert!(
+        stdout(&out).contains(&format!("Message {id}")),
+        "{}",
+        stdout(&out)
+    );
 }
 
 /// Renders variant 7, applies `fault` to the server config of domain 2,
@@ -206,7 +317,6 @@ fn fault(yaml_from: &str, yaml_to: &str, only: &[&str], expect: &str, evidence: 
 }
 
 #[test]
-#[ignore = "needs the SMTP, IMAP, POP3 servers and filters (run once they landed)"]
 fn verify_catches_dkim_verification_off() {
     fault(
         "dkim_verify: true",
@@ -218,7 +328,6 @@ fn verify_catches_dkim_verification_off() {
 }
 
 #[test]
-#[ignore = "needs the SMTP, IMAP, POP3 servers and filters (run once they landed)"]
 fn verify_catches_spf_fail_accepted() {
     fault(
         "spf_fail: reject",
@@ -230,7 +339,7 @@ fn verify_catches_spf_fail_accepted() {
 }
 
 #[test]
-#[ignore = "needs the SMTP, IMAP, POP3 servers and filters (run once they landed)"]
+#[ignore = "needs the malware scanner (branch filters)"]
 fn verify_catches_the_scanner_turned_off() {
     // Submission scans on the sending server: turn off the scanner of domain 1.
     let lab = LocalLab::render(7);
@@ -248,7 +357,6 @@ fn verify_catches_the_scanner_turned_off() {
 }
 
 #[test]
-#[ignore = "needs the SMTP, IMAP, POP3 servers and filters (run once they landed)"]
 fn verify_catches_a_stopped_mail_server() {
     let mut r = start(LocalLab::render(7));
     r.mail[1].kill();

@@ -210,6 +210,31 @@ impl Ctx {
         }
     }
 
+    /// Waits for the message in whichever of `folders` it lands in (the
+    /// first to find it wins); `Ok(None)` when none has it by `deadline`.
+    pub async fn wait_in_any(
+        &self,
+        mailbox: &Mailbox,
+        folders: &[&str],
+        message_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<(String, Vec<u8>)>, ClientError> {
+        let waits = folders.iter().map(|f| {
+            Box::pin(async move {
+                match self.wait_for(mailbox, f, message_id, deadline).await {
+                    Ok(Some(raw)) => Ok((f.to_string(), raw)),
+                    Ok(None) => Err(None),
+                    Err(e) => Err(Some(e)),
+                }
+            })
+        });
+        match futures_util::future::select_ok(waits).await {
+            Ok((found, _)) => Ok(Some(found)),
+            Err(None) => Ok(None),
+            Err(Some(e)) => Err(e),
+        }
+    }
+
     /// The probe messages: one from the first mailbox of each domain to the
     /// first mailbox of the other, submitted and found in the recipient's
     /// INBOX. Sent once per run; R6, R7, R10, R11 and R12 read them.

@@ -132,15 +132,10 @@ async fn spammy(ctx: &Ctx) -> Check {
         );
     }
     let deadline = Instant::now() + DELIVERY_DEADLINE;
-    let (junk, inbox) = tokio::join!(
-        ctx.wait_for(to, "Junk", &id, deadline),
-        ctx.wait_for(to, "INBOX", &id, deadline)
-    );
-    let (raw, folder) = match (junk, inbox) {
-        (Ok(Some(r)), _) => (r, "Junk"),
-        (_, Ok(Some(r))) => (r, "INBOX"),
-        (Err(e), _) | (_, Err(e)) => return Check::fail("R10", name, format!("IMAP: {e}")),
-        _ => {
+    let (folder, raw) = match ctx.wait_in_any(to, &["Junk", "INBOX"], &id, deadline).await {
+        Ok(Some(found)) => found,
+        Err(e) => return Check::fail("R10", name, format!("IMAP: {e}")),
+        Ok(None) => {
             return Check::fail(
                 "R10",
                 name,

@@ -110,15 +110,13 @@ async fn forged(ctx: &Ctx, claimed: &Server, target: &Server) -> Check {
     }
     // Delivered: to the INBOX, or to Junk (a softfail raises the spam score).
     let deadline = Instant::now() + DELIVERY_DEADLINE;
-    let (inbox, junk) = tokio::join!(
-        ctx.wait_for(to, "INBOX", &message_id, deadline),
-        ctx.wait_for(to, "Junk", &message_id, deadline)
-    );
-    let (raw, folder) = match (inbox, junk) {
-        (Ok(Some(raw)), _) => (raw, "INBOX"),
-        (_, Ok(Some(raw))) => (raw, "Junk"),
-        (Err(e), _) => return Check::fail("R8", name, format!("{seen}\nIMAP: {e}")),
-        _ => {
+    let (folder, raw) = match ctx
+        .wait_in_any(to, &["INBOX", "Junk"], &message_id, deadline)
+        .await
+    {
+        Ok(Some(found)) => found,
+        Err(e) => return Check::fail("R8", name, format!("{seen}\nIMAP: {e}")),
+        Ok(None) => {
             return Check::fail(
                 "R8",
                 name,
