@@ -52,11 +52,6 @@ pub fn environment(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
-/// A command that has no implementation yet.
-pub fn not_implemented(command: &str) -> anyhow::Error {
-    usage(format!("`labctl {command}` is not implemented yet"))
-}
-
 /// The exit code of an error: the first [`Failure`] or known typed error in its chain.
 pub fn code_of(error: &anyhow::Error) -> ExitCode {
     for cause in error.chain() {

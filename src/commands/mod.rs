@@ -10,17 +10,16 @@ pub mod render;
 pub mod send;
 pub mod serve_dns;
 pub mod serve_mail;
+pub mod spam;
 pub mod status;
 pub mod trace;
 pub mod up;
-pub mod spam;
 pub mod variants;
 pub mod verify;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
-use crate::exit;
 use crate::variant::Catalog;
 
 /// Runs one command.
