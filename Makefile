@@ -19,7 +19,7 @@ help:
 # One profile and one target for everything (.cargo/config.toml): the binary
 # the tests run is the static binary that goes into the image.
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 
 image: build
 	$(BIN) image
@@ -35,11 +35,11 @@ down: build
 
 test:
 	bash .ci/install-test-deps
-	$(CARGO) test --release
+	$(CARGO) test --release --workspace
 
 bench: build
 	bash scripts/bench.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --all-targets -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
