@@ -37,6 +37,36 @@ pub struct Conn<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// The opening shared by IMAP and POP3: logs the connection, refuses it
+    /// with `refusal` when over the per-address limit, and does the TLS
+    /// handshake on implicit-TLS ports (RFC 8314 §3.2). `None`: session over.
+    pub async fn open(
+        stream: S,
+        peer: std::net::SocketAddr,
+        transcript: &crate::transcript::Transcript,
+        admitted: bool,
+        refusal: &str,
+        implicit_tls: Option<&tokio_rustls::TlsAcceptor>,
+    ) -> Option<Self> {
+        transcript.info(&format!("connect from {peer}"));
+        let mut conn = Conn::new(stream);
+        if !admitted {
+            transcript.server(refusal);
+            let _ = conn.write(refusal.as_bytes()).await;
+            return None;
+        }
+        if let Some(acceptor) = implicit_tls {
+            if let Err(e) = conn.start_tls(acceptor).await {
+                transcript.info(&format!("TLS handshake failed: {e}"));
+                return None;
+            }
+            if let Some((v, c)) = conn.tls_description() {
+                transcript.info(&format!("TLS {v} {c}"));
+            }
+        }
+        Some(conn)
+    }
+
     /// A plain connection.
     pub fn new(stream: S) -> Self {
         Self {

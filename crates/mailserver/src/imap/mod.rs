@@ -122,23 +122,11 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let transcript = ctx.transcripts.session("imap", peer);
-    transcript.info(&format!("connect from {peer}"));
-    let mut conn = Conn::new(stream);
-    if !admitted {
-        let line = "* BYE Too many connections from your address; close some and try again\r\n";
-        transcript.server(line);
-        let _ = conn.write(line.as_bytes()).await;
+    let refusal = "* BYE Too many connections from your address; close some and try again\r\n";
+    let tls = implicit_tls.then_some(&ctx.tls_acceptor);
+    let Some(conn) = Conn::open(stream, peer, &transcript, admitted, refusal, tls).await else {
         return;
-    }
-    if implicit_tls {
-        if let Err(e) = conn.start_tls(&ctx.tls_acceptor).await {
-            transcript.info(&format!("TLS handshake failed: {e}"));
-            return;
-        }
-        if let Some((v, c)) = conn.tls_description() {
-            transcript.info(&format!("TLS {v} {c}"));
-        }
-    }
+    };
     let mut session = Session {
         ctx,
         conn,

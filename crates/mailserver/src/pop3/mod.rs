@@ -71,24 +71,12 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let t = ctx.transcripts.session("pop3", peer);
-    t.info(&format!("connect from {peer}"));
-    let mut conn = Conn::new(stream);
-    if !admitted {
-        let line =
-            "-ERR [SYS/TEMP] Too many connections from your address; close some and try again\r\n";
-        t.server(line);
-        let _ = conn.write(line.as_bytes()).await;
+    let refusal =
+        "-ERR [SYS/TEMP] Too many connections from your address; close some and try again\r\n";
+    let tls = implicit_tls.then_some(&ctx.tls_acceptor);
+    let Some(conn) = Conn::open(stream, peer, &t, admitted, refusal, tls).await else {
         return;
-    }
-    if implicit_tls {
-        if let Err(e) = conn.start_tls(&ctx.tls_acceptor).await {
-            t.info(&format!("TLS handshake failed: {e}"));
-            return;
-        }
-        if let Some((v, c)) = conn.tls_description() {
-            t.info(&format!("TLS {v} {c}"));
-        }
-    }
+    };
     let mut s = Session {
         ctx,
         conn,
