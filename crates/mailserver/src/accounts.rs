@@ -48,6 +48,8 @@ pub struct Accounts {
     hashes: HashMap<String, String>,
     max_failures: u32,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// One password check per core at a time.
+    hashing: Gate,
 }
 
 impl Accounts {
@@ -61,6 +63,11 @@ impl Accounts {
                 .collect(),
             max_failures: config.limits.auth_failures_per_minute,
             failures: Mutex::new(HashMap::new()),
+            hashing: Gate::new(
+                std::thread::available_parallelism()
+                    .map(std::num::NonZero::get)
+                    .unwrap_or(2),
+            ),
         }
     }
 
@@ -81,6 +88,7 @@ impl Accounts {
             return Err(LoginError::RateLimited);
         }
         let address = user.to_ascii_lowercase();
+        let _slot = self.hashing.enter();
         let ok = self.hashes.get(&address).is_some_and(|phc| {
             PasswordHash::new(phc).is_ok_and(|h| {
                 Argon2::default()
@@ -110,5 +118,44 @@ impl Accounts {
             *entry = (Instant::now(), 0);
         }
         entry.1 += 1;
+    }
+}
+
+/// A counting gate: at most `n` holders at once, the others wait. Bounds the
+/// password checks running at the same time, each of which takes argon2id's
+/// 19 MiB and a core for tens of milliseconds, so a burst of logins (or an
+/// attack) costs time, not memory beyond the container's limit.
+#[derive(Debug)]
+struct Gate {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// A place in a [`Gate`], given back on drop.
+struct Slot<'a>(&'a Gate);
+
+impl Gate {
+    fn new(n: usize) -> Self {
+        Self {
+            free: Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a place (blocking: callers are on the blocking pool).
+    fn enter(&self) -> Slot<'_> {
+        let mut free = self.free.lock().expect("gate lock");
+        while *free == 0 {
+            free = self.freed.wait(free).expect("gate lock");
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("gate lock") += 1;
+        self.0.freed.notify_one();
     }
 }

@@ -78,6 +78,28 @@ pub struct Config {
     /// Protocol limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Where passwords may be sent.
+    #[serde(default)]
+    pub auth: Auth,
+}
+
+/// Where passwords may be sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Accept SMTP AUTH, IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS on a
+    /// connection without TLS (Postfix `smtpd_tls_auth_only = no`, Dovecot
+    /// `disable_plaintext_auth = no`). Off in every rendered lab (RFC 8314
+    /// §3, RFC 4954 §4); it exists to show why, and `verify` fails R5 with it on.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl Config {
+    /// Whether a password may be taken on this connection.
+    pub fn password_allowed(&self, tls: bool) -> bool {
+        tls || self.auth.allow_plaintext
+    }
 }
 
 /// Listening address and ports. A port of 0 disables that listener.

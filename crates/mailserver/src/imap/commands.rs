@@ -296,7 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.status(Kind::Bad, Some(tag), None, "Already logged in");
             return;
         }
-        if !self.conn.is_tls() {
+        if !self.ctx.config.password_allowed(self.conn.is_tls()) {
             // RFC 3501 §6.2.3, RFC 8314: no plaintext passwords.
             self.status(
                 Kind::No,
@@ -347,7 +347,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
             return Next::Continue;
         }
-        if !self.conn.is_tls() {
+        if !self.ctx.config.password_allowed(self.conn.is_tls()) {
             self.status(
                 Kind::No,
                 Some(tag),

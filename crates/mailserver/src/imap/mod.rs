@@ -266,8 +266,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub fn capabilities(&self) -> Vec1<Capability<'static>> {
         let mut caps = vec![Capability::Imap4Rev1];
         if !self.conn.is_tls() {
-            // RFC 3501 §6.2.3: LOGINDISABLED while plaintext login is refused.
             caps.push(Capability::StartTls);
+        }
+        if !self.ctx.config.password_allowed(self.conn.is_tls()) {
+            // RFC 3501 §6.2.3: LOGINDISABLED while plaintext login is refused.
             caps.push(Capability::LoginDisabled);
         } else if self.user.is_none() {
             caps.push(Capability::Auth(AuthMechanism::Plain));

@@ -190,11 +190,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "PIPELINING",
             "AUTH-RESP-CODE",
         ];
-        if self.conn.is_tls() {
-            if self.drop.is_none() {
-                caps.push("USER");
-            }
-        } else {
+        if self.ctx.config.password_allowed(self.conn.is_tls()) && self.drop.is_none() {
+            caps.push("USER");
+        }
+        if !self.conn.is_tls() {
             caps.push("STLS");
         }
         caps.push("IMPLEMENTATION maillab");
@@ -231,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.user = None;
                 true
             }
-            "USER" | "PASS" if !self.conn.is_tls() => {
+            "USER" | "PASS" if !self.ctx.config.password_allowed(self.conn.is_tls()) => {
                 self.send("-ERR [AUTH] USER and PASS are refused before TLS: send STLS first (or use port 995) so the password is not sent in clear text").await
             }
             "USER" => {

@@ -59,7 +59,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn auth_offered(&self) -> bool {
         match self.params.service {
             Service::Submission | Service::Submissions => {
-                self.params.tls.is_some() && self.data.auth.is_none()
+                self.password_allowed() && self.data.auth.is_none()
             }
             _ => false,
         }

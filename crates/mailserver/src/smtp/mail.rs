@@ -40,7 +40,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.is_submission() {
             // RFC 6409 §4.3: submission requires authentication.
             let Some(auth) = &self.data.auth else {
-                let r = if self.params.tls.is_none() {
+                let r = if !self.password_allowed() {
                     reply::NEED_TLS
                 } else {
                     reply::NEED_AUTH

@@ -26,7 +26,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // SPEC §7: port 25 never authenticates; point to submission.
             return self.fail(&reply::NO_AUTH_ON_MX);
         }
-        if self.params.tls.is_none() {
+        if !self.password_allowed() {
             // RFC 4954 §4 / RFC 3207 §4: PLAIN and LOGIN only under TLS.
             return self.fail(&reply::NEED_TLS);
         }

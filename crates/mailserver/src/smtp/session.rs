@@ -427,6 +427,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Whether a password may be taken now: under TLS, unless the
+    /// configuration allows plaintext AUTH.
+    pub(super) fn password_allowed(&self) -> bool {
+        self.ctx.config.password_allowed(self.params.tls.is_some())
+    }
+
     /// STARTTLS (RFC 3207 §4): `220`, then the caller upgrades the stream.
     fn starttls(&mut self) -> Next {
         if self.params.tls.is_some() || self.params.service.implicit_tls() {
