@@ -169,6 +169,11 @@ pub enum Command {
     /// Run a mail server (the mail containers' entrypoint).
     #[command(hide = true)]
     ServeMail(ServeMailArgs),
+    /// Send one unauthenticated SMTP transaction and print the replies as
+    /// JSON (what `verify` runs inside a mail container to send from the
+    /// server's own address).
+    #[command(hide = true)]
+    Inject(InjectArgs),
 }
 
 /// Options of `render`.
@@ -279,9 +284,15 @@ pub enum SpamCommand {
         /// Messages (RFC 5322 files).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The lab.
-        #[arg(long)]
+        /// The lab (default: the one in this folder, else the running one).
+        #[arg(long, conflicts_with = "config")]
         variant: Option<u32>,
+        /// Train only the server of this config.yaml (what runs inside a container).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Remove the files once trained (with --config).
+        #[arg(long, hide = true, requires = "config")]
+        consume: bool,
     },
 }
 
@@ -297,6 +308,32 @@ pub struct ServeDnsArgs {
     /// Write one JSON line per query here.
     #[arg(long, value_name = "FILE")]
     pub query_log: Option<PathBuf>,
+}
+
+/// Options of the internal `inject`.
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// The SMTP server.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub server: SocketAddr,
+    /// The EHLO name.
+    #[arg(long)]
+    pub helo: String,
+    /// STARTTLS, verifying the server certificate for this name against --ca.
+    #[arg(long, value_name = "NAME", requires = "ca")]
+    pub tls_name: Option<String>,
+    /// The CA certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The envelope sender (empty for the null sender).
+    #[arg(long, default_value = "")]
+    pub mail_from: String,
+    /// The envelope recipient.
+    #[arg(long)]
+    pub rcpt: String,
+    /// The message, base64.
+    #[arg(long, value_name = "BASE64")]
+    pub message_base64: String,
 }
 
 /// Options of `serve-mail`.

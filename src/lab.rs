@@ -3,9 +3,9 @@
 //! servers' session transcripts.
 //!
 //! Finding the lab and reading transcripts each sit behind one function
-//! ([`Lab::discover`], [`Lab::transcript_files`]) so that the orchestrator's
-//! label-based discovery and its reading of container volumes can replace
-//! them without touching the commands.
+//! ([`Lab::find`], [`Lab::transcript_lines`]): a running lab is found
+//! through the runtimes (Docker labels, local state files) from any folder,
+//! and a Docker lab's transcripts are read from its containers' data volumes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::plan::Ports;
-use crate::render::layout;
+use crate::render::{CONTAINER_DATA_DIR, layout};
+
+/// The mail servers' folder of session transcripts, under their data folder.
+const TRANSCRIPTS: &str = "transcripts";
 
 /// Errors of finding or reading a lab.
 #[derive(Debug, thiserror::Error)]
@@ -162,12 +165,52 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Finds the lab to work on: `dir` when given, else `./lab-NN` of
+    /// Finds the lab to work on: `dir` when given; else a lab folder here
+    /// ([`Lab::in_folder`]); else the lab of `variant` the runtimes know
+    /// (Docker labels, local state files), from any folder (the only one
+    /// when `variant` is `None`).
+    pub async fn find(variant: Option<u32>, dir: Option<&Path>) -> Result<Self, LabError> {
+        match Self::in_folder(variant, dir) {
+            Err(LabError::NotFound(here)) if dir.is_none() => {
+                Self::find_running(variant, here).await
+            }
+            found => found,
+        }
+    }
+
+    /// The lab of `variant` the runtimes know; `here` says why none was found in this folder.
+    async fn find_running(variant: Option<u32>, here: String) -> Result<Self, LabError> {
+        // An unreachable Docker engine with no local lab is not an error
+        // here: the lab may still be a rendered folder in this directory.
+        let known: Vec<crate::runtime::RunningLab> = crate::runtime::discover(variant)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| l.dir.join(layout::LAB_JSON).is_file())
+            .collect();
+        match known.as_slice() {
+            [one] => Self::load(&one.dir),
+            [] => {
+                let (which, n) = match variant {
+                    Some(v) => (format!(" of variant {v}"), v.to_string()),
+                    None => (String::new(), "N".to_string()),
+                };
+                Err(LabError::NotFound(format!(
+                    "no lab{which} found: {here} and none is running; start one with `labctl up --variant {n}` or pass --dir DIR"
+                )))
+            }
+            many => Err(LabError::Ambiguous(
+                many.iter()
+                    .map(|l| format!("variant {} in {}", l.variant, l.dir.display()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+
+    /// Finds a rendered lab folder: `dir` when given, else `./lab-NN` of
     /// `variant`, else the only `./lab-*` folder holding a lab.json.
-    ///
-    /// The one place that knows how labs are found (the orchestrator's
-    /// label-based discovery replaces this body).
-    pub fn discover(variant: Option<u32>, dir: Option<&Path>) -> Result<Self, LabError> {
+    fn in_folder(variant: Option<u32>, dir: Option<&Path>) -> Result<Self, LabError> {
         if let Some(dir) = dir {
             let lab = Self::load(dir)?;
             if let Some(v) = variant.filter(|v| *v != lab.variant) {
@@ -184,9 +227,7 @@ impl Lab {
             if dir.join(layout::LAB_JSON).is_file() {
                 return Self::load(&dir);
             }
-            return Err(LabError::NotFound(format!(
-                "no lab of variant {v} here (./lab-{v:02}/lab.json is missing); start it with `labctl up --variant {v}` or pass --dir DIR"
-            )));
+            return Err(LabError::NotFound(format!("no ./lab-{v:02}/lab.json here")));
         }
         let mut found: Vec<PathBuf> = std::fs::read_dir(".")
             .map(|rd| {
@@ -203,9 +244,7 @@ impl Lab {
             .unwrap_or_default();
         found.sort();
         match found.len() {
-            0 => Err(LabError::NotFound(
-                "no lab found in this folder (no ./lab-NN/lab.json); start one with `labctl up --variant N` or pass --dir DIR".into(),
-            )),
+            0 => Err(LabError::NotFound("no ./lab-NN/lab.json here".into())),
             1 => Self::load(&found[0]),
             _ => Err(LabError::Ambiguous(
                 found
@@ -265,21 +304,31 @@ impl Lab {
             })
     }
 
-    /// The transcript files (`*.jsonl`) of the server of `domain`.
+    /// Every transcript line of the server of `domain`, as JSON text lines,
+    /// file by file in name order (the names start with the time).
     ///
     /// The one place that knows where transcripts are: in the local runtime
-    /// `<lab>/data/mail.<d>/transcripts/`; on Docker the data volume, read
-    /// through the orchestrator.
-    pub fn transcript_files(&self, domain: &str) -> Result<Vec<PathBuf>, LabError> {
-        if !self.is_local() {
-            return Err(LabError::Transcripts(format!(
-                "reading transcripts from the Docker volume of mail.{domain} is not available yet"
-            )));
-        }
-        let dir = self
-            .dir
-            .join(layout::local_data(domain))
-            .join("transcripts");
+    /// `<lab>/data/mail.<d>/transcripts/`; on Docker the `transcripts`
+    /// folder of the mail container's data volume, read through the engine.
+    pub async fn transcript_lines(&self, domain: &str) -> Result<Vec<String>, LabError> {
+        let files = if self.is_local() {
+            self.local_transcripts(domain)?
+        } else {
+            self.docker_transcripts(domain).await?
+        };
+        Ok(files
+            .iter()
+            .flat_map(|body| {
+                String::from_utf8_lossy(body)
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect())
+    }
+
+    fn local_transcripts(&self, domain: &str) -> Result<Vec<Vec<u8>>, LabError> {
+        let dir = self.dir.join(layout::local_data(domain)).join(TRANSCRIPTS);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|e| LabError::Transcripts(format!("{}: {e}", dir.display())))?
             .filter_map(Result::ok)
@@ -287,17 +336,32 @@ impl Lab {
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
             .collect();
         files.sort();
-        Ok(files)
+        files
+            .iter()
+            .map(|f| {
+                std::fs::read(f).map_err(|e| LabError::Transcripts(format!("{}: {e}", f.display())))
+            })
+            .collect()
     }
 
-    /// Every transcript line of the server of `domain`, as JSON text lines.
-    pub fn transcript_lines(&self, domain: &str) -> Result<Vec<String>, LabError> {
-        let mut out = Vec::new();
-        for f in self.transcript_files(domain)? {
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| LabError::Transcripts(format!("{}: {e}", f.display())))?;
-            out.extend(text.lines().map(str::to_string));
-        }
-        Ok(out)
+    async fn docker_transcripts(&self, domain: &str) -> Result<Vec<Vec<u8>>, LabError> {
+        let server = self.server(domain).ok_or_else(|| {
+            LabError::Transcripts(format!("{domain} is not a domain of this lab"))
+        })?;
+        let failed = |e: crate::runtime::RuntimeError| {
+            LabError::Transcripts(format!("transcripts of {}: {e}", server.container))
+        };
+        let docker = crate::runtime::docker::Docker::connect()
+            .await
+            .map_err(failed)?;
+        let dir = format!("{CONTAINER_DATA_DIR}/{TRANSCRIPTS}");
+        Ok(docker
+            .read_files(&server.container, &dir)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .filter(|(path, _)| path.extension().is_some_and(|x| x == "jsonl"))
+            .map(|(_, body)| body)
+            .collect())
     }
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Guard, LocalLab, have_tool, labctl, run, stderr, stdout};
+use crate::common::{
+    Guard, LocalLab, have_tool, labctl, run, stderr, stdout, without_running_labs,
+};
 
 /// One dig answer, parsed from its default output.
 #[derive(Debug)]
@@ -460,7 +462,7 @@ fn dns_command_prints_a_short_dig() {
         let expected = lab.server(1)["ip"].as_str().unwrap();
         assert!(text.contains(&format!("IN\tA\t{expected}")), "{text}");
     }
-    let out = run(labctl()
+    let out = run(without_running_labs(&mut labctl())
         .args(["dns", "x", "--variant", "9"])
         .current_dir(cwd.path()));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -10,20 +10,12 @@
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use labctl::runtime::labels;
 use serde_json::Value;
 
-use crate::common::{have_tool, in_ci, labctl, run, stderr, stdout};
-
-/// One Docker test at a time (2-core machine; labs share the engine).
-static DOCKER: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    DOCKER.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::common::{have_tool, in_ci, labctl, lock_labs as lock, run, stderr, stdout};
 
 /// True when the engine answers; otherwise the test is skipped (fails in CI).
 fn docker_available() -> bool {
@@ -337,4 +329,155 @@ fn unreachable_docker_is_an_environment_error() {
     }
     // Nothing was written by `up`.
     assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none());
+}
+
+/// `verify --json` of a running lab, run from another folder (the lab is
+/// found by its labels): the parsed report and the raw output.
+fn verify_json(variant: u32, extra: &[&str]) -> (Output, Value) {
+    let o = run(labctl()
+        .args(["verify", "--json", "--variant", &variant.to_string()])
+        .args(extra)
+        .current_dir("/"));
+    let json = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| {
+        panic!(
+            "verify --json of variant {variant}: {e}\n{}\n{}",
+            stdout(&o),
+            stderr(&o)
+        )
+    });
+    (o, json)
+}
+
+/// The failed checks of a report, as `id name: evidence` lines.
+fn failures(json: &Value) -> Vec<String> {
+    json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["result"] != "pass")
+        .map(|c| format!("{} {}: {}", c["id"], c["name"], c["evidence"]))
+        .collect()
+}
+
+/// The CI smoke test (issue 8): `up -> verify -> down` for variant 7 on
+/// Docker, verify and trace run from another folder, transcripts read from
+/// the containers' volumes, the teardown in a guard.
+#[test]
+fn docker_smoke_up_verify_trace_down_variant_7() {
+    let _l = lock();
+    if !docker_available() {
+        return;
+    }
+    let _cleanup = Cleanup { networks: vec![] };
+    let tmp = tempfile::tempdir().unwrap();
+    ok(&up(7, tmp.path()), "up --variant 7");
+
+    let junit = tmp.path().join("verify.xml");
+    let o = run(labctl()
+        .args(["verify", "--variant", "7", "--junit"])
+        .arg(&junit)
+        .current_dir("/"));
+    let table = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{table}\n{}", stderr(&o));
+    let last = table.lines().last().unwrap_or("");
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuite") && !xml.contains("<failure"),
+        "{xml}"
+    );
+    // Every requirement was checked on Docker, R7's altered copy from the
+    // sending container's own address and R12's transcripts included.
+    let (_, json) = verify_json(7, &["--only", "R7", "--only", "R12"]);
+    for c in json["checks"].as_array().unwrap() {
+        assert_eq!(c["result"], "pass", "{c}");
+    }
+    let evidence = json.to_string();
+    assert!(evidence.contains("injected from 10.77.7.11"), "{evidence}");
+    assert!(evidence.contains("transcript found"), "{evidence}");
+
+    // spam train: the messages go into the volumes and are trained there;
+    // the model persists (the second run starts from the first's counts).
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/spam-train");
+    let train = || {
+        let o = run(labctl()
+            .args(["spam", "train", "--variant", "7", "--spam"])
+            .args((1..=3).map(|i| format!("{data}/campaign-{i}.eml")))
+            .current_dir("/"));
+        ok(&o, "spam train --variant 7");
+        stdout(&o)
+    };
+    let spam_known = |text: &str, host: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{host}: trained 3 spam")))
+            .unwrap_or_else(|| panic!("no line for {host}: {text}"));
+        line.split("knows ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let lab: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("lab-07/lab.json")).unwrap())
+            .unwrap();
+    let (first, second) = (train(), train());
+    for s in lab["servers"].as_array().unwrap() {
+        let host = s["hostname"].as_str().unwrap();
+        assert_eq!(
+            spam_known(&second, host),
+            spam_known(&first, host) + 3,
+            "{first}\n{second}"
+        );
+    }
+
+    // trace: the last delivered message, hop by hop, from the volumes.
+    let o = run(labctl().args(["trace", "--variant", "7"]).current_dir("/"));
+    ok(&o, "trace --variant 7");
+    let t = stdout(&o);
+    assert!(t.contains("STARTTLS") && t.contains("250"), "{t}");
+
+    let o = run(labctl()
+        .args(["down", "--variant", "7", "--purge"])
+        .current_dir("/"));
+    ok(&o, "down --variant 7 --purge");
+    let filter = format!("label={}=07", labels::LAB);
+    assert!(
+        docker(&["ps", "-a", "-q", "--filter", &filter])
+            .trim()
+            .is_empty()
+    );
+}
+
+/// `verify` passes on every variant on Docker, five labs at a time (their
+/// subnets differ, so a batch runs side by side).
+#[test]
+fn docker_verify_passes_on_all_15_variants() {
+    let _l = lock();
+    if !docker_available() {
+        return;
+    }
+    let _cleanup = Cleanup { networks: vec![] };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failed = Vec::new();
+    for batch in [1..=5, 6..=10, 11..=15] {
+        for v in batch.clone() {
+            ok(&up(v, tmp.path()), &format!("up --variant {v}"));
+        }
+        for v in batch.clone() {
+            let started = std::time::Instant::now();
+            let (o, json) = verify_json(v, &[]);
+            let summary = json["summary"].to_string();
+            eprintln!("variant {v}: {summary} in {:.1?}", started.elapsed());
+            if o.status.code() != Some(0) {
+                failed.push(format!("variant {v}: {:#?}", failures(&json)));
+            }
+        }
+        ok(
+            &run(labctl().args(["down", "--all", "--purge"])),
+            "down --all --purge",
+        );
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use mailserver::filter::FilterInput;
 use mailserver::filter::spam::SpamFilter;
 
-use crate::common::{LocalLab, labctl, run, stderr, stdout};
+use crate::common::{LocalLab, labctl, run, stderr, stdout, without_running_labs};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/spam-train");
 
@@ -76,12 +76,12 @@ fn spam_train_changes_a_borderline_verdict_and_persists() {
 #[test]
 fn spam_train_explains_bad_input() {
     let work = tempfile::tempdir().unwrap();
-    let out = run(labctl()
+    let out = run(without_running_labs(&mut labctl())
         .current_dir(work.path())
         .args(["spam", "train", "--spam"])
         .arg(Path::new(DATA).join("borderline.eml")));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no lab here"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no lab found"), "{}", stderr(&out));
 
     let lab = LocalLab::render(7);
     std::os::unix::fs::symlink(lab.path(), work.path().join("lab-07")).unwrap();

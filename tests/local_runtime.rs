@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Guard, have_tool, labctl, run, stderr, stdout};
+use crate::common::{Guard, have_tool, labctl, lock_labs, run, stderr, stdout};
 
 #[test]
 fn local_lab_runs_in_one_process_and_stops_on_down() {
+    let _labs = lock_labs();
     let state = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let subnet = format!("127.{}.5.0/24", 200 + std::process::id() % 50);

@@ -7,7 +7,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::common::{Guard, LocalLab, labctl, run, stderr, stdout};
+use crate::common::{Guard, LocalLab, labctl, run, stderr, stdout, without_running_labs};
 
 /// Runs `labctl verify --json` on `lab` with extra arguments.
 fn verify(lab: &LocalLab, extra: &[&str]) -> (Output, Value) {
@@ -83,7 +83,9 @@ fn verify_lists_checks_and_refuses_bad_usage() {
         stderr(&out)
     );
     let empty = tempfile::tempdir().unwrap();
-    let out = run(labctl().arg("verify").current_dir(empty.path()));
+    let out = run(without_running_labs(&mut labctl())
+        .arg("verify")
+        .current_dir(empty.path()));
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stderr(&out).contains("no lab found"), "{}", stderr(&out));
 }
@@ -339,6 +341,37 @@ fn verify_catches_the_scanner_turned_off() {
     let (out, json) = verify(&r.lab, &["--only", "R9"]);
     assert_eq!(out.status.code(), Some(1), "{json:#}");
     assert_eq!(failed_ids(&json), ["R9"]);
+}
+
+#[test]
+fn verify_catches_plaintext_auth_allowed() {
+    // Passwords accepted without TLS on domain 2: SMTP AUTH on 587 before
+    // STARTTLS (R5), IMAP LOGIN on 143 and POP3 USER/PASS on 110 (R11).
+    let lab = LocalLab::render(7);
+    let d2 = lab.domain(1);
+    edit(
+        &lab,
+        &format!("servers/mail.{d2}/config.yaml"),
+        "allow_plaintext: false",
+        "allow_plaintext: true",
+    );
+    let r = start(lab);
+    let (out, json) = verify(&r.lab, &["--only", "R5", "--only", "R11"]);
+    assert_eq!(out.status.code(), Some(1), "{json:#}");
+    let mut ids = failed_ids(&json);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids, ["R11", "R5"], "{json:#}");
+    for id in ["R5", "R11"] {
+        let failed: Vec<_> = checks(&json, id)
+            .into_iter()
+            .filter(|(_, res, _)| *res == "fail")
+            .collect();
+        assert!(
+            !failed.is_empty() && failed.iter().all(|(n, _, _)| n.contains(&d2)),
+            "{id}: {failed:?}"
+        );
+    }
 }
 
 #[test]

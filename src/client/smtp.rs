@@ -10,7 +10,7 @@ use super::conn::Conn;
 use super::tls::Tls;
 
 /// One SMTP reply: the code and every line's text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reply {
     /// Three-digit code.
     pub code: u16,
@@ -154,6 +154,68 @@ impl Smtp {
         if self.command("QUIT").await.is_ok() {
             self.conn.close().await;
         }
+    }
+}
+
+/// What a server answered to one unauthenticated transaction.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Relayed {
+    /// The reply to MAIL FROM.
+    pub mail: Reply,
+    /// The reply to RCPT TO.
+    pub rcpt: Reply,
+    /// The reply at the end of DATA (none when MAIL or RCPT was refused, or DATA was not 354).
+    pub end: Option<Reply>,
+    /// The dialogue, for evidence.
+    pub transcript: String,
+}
+
+/// One transaction as a relaying MTA makes it (RFC 5321 §3.3): EHLO `helo`,
+/// STARTTLS when `tls` is given, MAIL FROM:<`mail_from`>, RCPT TO:<`rcpt`>,
+/// DATA, QUIT; without AUTH. On an error the dialogue so far is returned with it.
+pub async fn relay_transaction(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    helo: &str,
+    tls: Option<(&Tls, &str)>,
+    mail_from: &str,
+    rcpt: &str,
+    message: &[u8],
+) -> Result<Relayed, (ClientError, String)> {
+    let mut smtp = Smtp::connect(addr, bind, None, false)
+        .await
+        .map_err(|e| (e, String::new()))?;
+    let r: Result<(Reply, Reply, Option<Reply>), ClientError> = async {
+        smtp.ehlo(helo).await?;
+        if let Some((tls, name)) = tls {
+            let st = smtp.starttls(tls, name).await?;
+            if st.code != 220 {
+                return Err(ClientError::Protocol(format!(
+                    "STARTTLS refused: {}",
+                    st.text()
+                )));
+            }
+            smtp.ehlo(helo).await?;
+        }
+        let mail = smtp.command(&format!("MAIL FROM:<{mail_from}>")).await?;
+        let to = smtp.command(&format!("RCPT TO:<{rcpt}>")).await?;
+        if !mail.is_positive() || !to.is_positive() {
+            return Ok((mail, to, None));
+        }
+        let (go, done) = smtp.data(message).await?;
+        Ok((mail, to, Some(done.unwrap_or(go))))
+    }
+    .await;
+    smtp.quit().await;
+    let transcript = smtp.conn.transcript();
+    match r {
+        Ok((mail, rcpt, end)) => Ok(Relayed {
+            mail,
+            rcpt,
+            end,
+            transcript,
+        }),
+        Err(e) => Err((e, transcript)),
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,83 +28,19 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs `labctl dns`.
 pub fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let server = match args.server {
         Some(server) => server,
-        None => lab_dns_server(args.variant)?,
+        // The lab in this folder, else the running one (Lab::find).
+        None => runtime
+            .block_on(crate::lab::Lab::find(args.variant, None))
+            .map_err(|e| exit::usage(format!("{e} (or ask a server with --server ADDR:PORT)")))?
+            .dns_addr(),
     };
     let (name, record_type) = question(&args.name, &args.record_type)?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let (message, protocol) = runtime.block_on(ask(server, name, record_type))?;
     print!("{}", format_answer(&message, server, protocol));
     Ok(ExitCode::SUCCESS)
-}
-
-/// The lab DNS server to ask: `dns.ip:dns.port` of `./lab-NN/lab.json` for
-/// `--variant NN`, else of the only `lab-*/lab.json` in the current folder.
-// The orchestrator will replace this with finding running labs by their labels.
-fn lab_dns_server(variant: Option<u32>) -> anyhow::Result<SocketAddr> {
-    let lab_json = match variant {
-        Some(n) => {
-            let path = PathBuf::from(format!("lab-{n:02}/lab.json"));
-            if !path.is_file() {
-                return Err(exit::usage(format!(
-                    "no lab of variant {n} here ({} not found): run `labctl render --variant {n}` or pass --server ADDR:PORT",
-                    path.display()
-                )));
-            }
-            path
-        }
-        None => {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(".")
-                .context("cannot read the current folder")?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("lab-"))
-                })
-                .map(|p| p.join("lab.json"))
-                .filter(|p| p.is_file())
-                .collect();
-            found.sort();
-            match found.len() {
-                1 => found.remove(0),
-                0 => {
-                    return Err(exit::usage(
-                        "no lab found in the current folder (no lab-*/lab.json): pass --variant N or --server ADDR:PORT",
-                    ));
-                }
-                _ => {
-                    let names: Vec<String> =
-                        found.iter().map(|p| p.display().to_string()).collect();
-                    return Err(exit::usage(format!(
-                        "several labs here ({}): pass --variant N",
-                        names.join(", ")
-                    )));
-                }
-            }
-        }
-    };
-    dns_of_lab_json(&lab_json)
-}
-
-/// `dns.ip` and `dns.port` of a lab.json.
-fn dns_of_lab_json(path: &Path) -> anyhow::Result<SocketAddr> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| exit::usage(format!("{} is not valid JSON: {e}", path.display())))?;
-    let ip = json["dns"]["ip"].as_str();
-    let port = json["dns"]["port"]
-        .as_u64()
-        .and_then(|p| u16::try_from(p).ok());
-    match (ip.and_then(|ip| ip.parse().ok()), port) {
-        (Some(ip), Some(port)) => Ok(SocketAddr::new(ip, port)),
-        _ => Err(exit::usage(format!(
-            "{} has no dns.ip/dns.port: render the lab again",
-            path.display()
-        ))),
-    }
 }
 
 /// The name and type to ask for. An IPv4 address becomes its reverse name

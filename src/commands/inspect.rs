@@ -28,12 +28,14 @@ pub struct Options<'a> {
 
 /// Runs inspect.
 pub fn run(o: &Options<'_>) -> anyhow::Result<ExitCode> {
-    let lab = Lab::discover(o.variant, o.dir).map_err(|e| exit::usage(e.to_string()))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let lab = runtime
+        .block_on(Lab::find(o.variant, o.dir))
+        .map_err(|e| exit::usage(e.to_string()))?;
     let (server, mailbox) = lab
         .mailbox(o.address)
         .map_err(|e| exit::usage(e.to_string()))?;
     let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let (uid, raw) = runtime.block_on(async {
         let mut imap = Imap::connect(
             server.addr(server.ports.imaps),

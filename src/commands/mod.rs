@@ -4,6 +4,7 @@ pub mod dns;
 pub mod doctor;
 pub mod down;
 pub mod image;
+pub mod inject;
 pub mod inspect;
 pub mod logs;
 pub mod render;
@@ -84,6 +85,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image => image::run(),
         Command::ServeDns(args) => serve_dns::run(&args),
         Command::ServeMail(args) => serve_mail::run(&args),
+        Command::Inject(args) => inject::run(&args),
     }
 }
 

@@ -55,8 +55,10 @@ pub fn build(args: &SendArgs, files: Vec<(String, Vec<u8>)>) -> anyhow::Result<(
 
 /// Runs send.
 pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
-    let lab =
-        Lab::discover(args.variant, args.dir.as_deref()).map_err(|e| exit::usage(e.to_string()))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let lab = runtime
+        .block_on(Lab::find(args.variant, args.dir.as_deref()))
+        .map_err(|e| exit::usage(e.to_string()))?;
     let (server, mailbox) = lab
         .mailbox(&args.from)
         .map_err(|e| exit::usage(format!("--from: {e}")))?;
@@ -72,7 +74,6 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     }
     let (message, id) = build(args, files)?;
     let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let accepted = runtime.block_on(async {
         let port = if args.implicit_tls {
             server.ports.submissions

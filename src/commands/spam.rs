@@ -1,11 +1,12 @@
 //! `labctl spam train --spam|--ham FILE...`: trains the Bayesian model of
-//! every mail server of a lab.
+//! every mail server of a lab (or, with `--config`, of one server).
 //!
-//! Local runtime: the model lives in the server's data folder on this host
-//! (`<lab>/data/mail.<domain>/spam/bayes.json`); the file is replaced
-//! atomically and a running server reloads it before its next message.
-//! Docker runtime: the data folder is inside the container's volume; training
-//! there is not implemented yet (it needs an exec into the container).
+//! The model lives in the server's data folder (`spam/bayes.json`); it is
+//! replaced atomically and a running server reloads it before its next
+//! message. Local runtime: the data folders are on this host. Docker: they
+//! are the containers' volumes, so the messages are copied into the volume
+//! and `labctl spam train --config` runs inside the container (the image is
+//! this binary), which removes them once trained.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +17,8 @@ use mailserver::filter::spam::bayes::Classifier;
 
 use crate::cli::SpamCommand;
 use crate::exit;
+use crate::lab::Lab;
+use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR};
 
 /// Runs a `spam` subcommand.
 pub fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
@@ -25,68 +28,45 @@ pub fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
             ham,
             files,
             variant,
+            config,
+            consume,
         } => {
             debug_assert!(*spam != *ham);
-            let lab = find_lab_dir(Path::new("."), *variant)?;
-            train(&lab, files, *spam)?;
+            let messages = read_messages(files)?;
+            if let Some(config) = config {
+                train_server(config, &messages, *spam)?;
+                if *consume {
+                    for f in files {
+                        std::fs::remove_file(f)
+                            .with_context(|| format!("cannot remove {}", f.display()))?;
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let lab = runtime
+                .block_on(Lab::find(*variant, None))
+                .map_err(|e| exit::usage(e.to_string()))?;
+            if lab.is_local() {
+                for s in &lab.servers {
+                    train_server(&lab.dir.join(server_config(&s.domain)), &messages, *spam)?;
+                }
+            } else {
+                runtime.block_on(train_in_containers(&lab, files, &messages, *spam))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// The lab directory: `./lab-NN` for `--variant NN`, otherwise the only
-/// `./lab-*` folder holding a `lab.json`.
-// The orchestrator adds finding running labs here.
-pub fn find_lab_dir(base: &Path, variant: Option<u32>) -> anyhow::Result<PathBuf> {
-    if let Some(n) = variant {
-        let dir = base.join(format!("lab-{n:02}"));
-        if !dir.join("lab.json").is_file() {
-            return Err(exit::usage(format!(
-                "no lab for variant {n}: {} has no lab.json; run `labctl up --variant {n}` (or `labctl render`) first",
-                dir.display()
-            )));
-        }
-        return Ok(dir);
-    }
-    let mut labs: Vec<PathBuf> = std::fs::read_dir(base)
-        .with_context(|| format!("cannot read {}", base.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("lab-"))
-                && p.join("lab.json").is_file()
-        })
-        .collect();
-    labs.sort();
-    match labs.len() {
-        1 => Ok(labs.remove(0)),
-        0 => Err(exit::usage(
-            "no lab here (no ./lab-NN/lab.json); run `labctl up` first or pass --variant N",
-        )),
-        _ => Err(exit::usage(format!(
-            "several labs here ({}); choose one with --variant N",
-            labs.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+/// The config of the server of `domain`, relative to the lab directory.
+fn server_config(domain: &str) -> String {
+    format!("servers/mail.{domain}/config.yaml")
 }
 
-/// Trains every server of the lab in `lab` with `files`.
-pub fn train(lab: &Path, files: &[PathBuf], spam: bool) -> anyhow::Result<()> {
-    let info: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(lab.join("lab.json"))
-            .with_context(|| format!("cannot read {}", lab.join("lab.json").display()))?,
-    )
-    .with_context(|| format!("{} is not valid JSON", lab.join("lab.json").display()))?;
-    if info["runtime"].as_str() == Some("docker") {
-        return Err(exit::usage(
-            "this lab runs in Docker: training the model inside the containers is not implemented yet; \
-             use a local-runtime lab (labctl up --runtime local) for now",
-        ));
-    }
+/// Reads the messages, refusing files that are not e-mail.
+fn read_messages(files: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut messages = Vec::new();
     for file in files {
         let bytes = std::fs::read(file)
@@ -99,28 +79,78 @@ pub fn train(lab: &Path, files: &[PathBuf], spam: bool) -> anyhow::Result<()> {
         }
         messages.push(bytes);
     }
+    Ok(messages)
+}
+
+/// Trains the model of the server configured by `config_path`.
+fn train_server(config_path: &Path, messages: &[Vec<u8>], spam: bool) -> anyhow::Result<()> {
+    let config =
+        mailserver::config::Config::load(config_path).map_err(|e| exit::usage(e.to_string()))?;
+    let path = SpamFilter::model_path(&config.data_dir);
+    let classifier = Classifier::open(Some(path.clone()))?;
     let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let domains: Vec<&str> = info["servers"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|s| s["domain"].as_str()).collect())
-        .unwrap_or_default();
-    if domains.is_empty() {
-        anyhow::bail!("{} lists no servers", lab.join("lab.json").display());
-    }
-    let kind = if spam { "spam" } else { "ham" };
-    for domain in domains {
-        let config_path = lab.join(format!("servers/mail.{domain}/config.yaml"));
-        let config = mailserver::config::Config::load(&config_path)
-            .map_err(|e| exit::usage(e.to_string()))?;
-        let path = SpamFilter::model_path(&config.data_dir);
-        let classifier = Classifier::open(Some(path.clone()))?;
-        classifier.train_many(&refs, spam)?;
-        let (nspam, nham) = classifier.counts();
-        println!(
-            "mail.{domain}: trained {} {kind} message(s); model now knows {nspam} spam and {nham} ham ({})",
-            refs.len(),
-            path.display()
+    classifier.train_many(&refs, spam)?;
+    let (nspam, nham) = classifier.counts();
+    println!(
+        "{}: trained {} {} message(s); model now knows {nspam} spam and {nham} ham ({})",
+        config.hostname,
+        refs.len(),
+        if spam { "spam" } else { "ham" },
+        path.display()
+    );
+    Ok(())
+}
+
+/// Docker: copies the messages into each mail container's data volume and
+/// runs `labctl spam train --config ... --consume` there.
+async fn train_in_containers(
+    lab: &Lab,
+    files: &[PathBuf],
+    messages: &[Vec<u8>],
+    spam: bool,
+) -> anyhow::Result<()> {
+    use crate::runtime::docker::{BINARY, Docker};
+    let docker = Docker::connect()
+        .await
+        .map_err(|e| exit::environment(e.to_string()))?;
+    let batch = format!("spam/train-{:08x}", rand::random::<u32>());
+    let named: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .zip(messages)
+        .enumerate()
+        .map(|(i, (_, body))| (format!("{batch}/{i}.eml"), body.clone()))
+        .collect();
+    for s in &lab.servers {
+        docker
+            .write_files(&s.container, CONTAINER_DATA_DIR, &named)
+            .await
+            .map_err(|e| exit::environment(e.to_string()))?;
+        let mut cmd: Vec<String> = vec![
+            BINARY.into(),
+            "spam".into(),
+            "train".into(),
+            if spam { "--spam" } else { "--ham" }.into(),
+            "--consume".into(),
+            "--config".into(),
+            format!("{CONTAINER_LAB_DIR}/{}", server_config(&s.domain)),
+        ];
+        cmd.extend(
+            named
+                .iter()
+                .map(|(p, _)| format!("{CONTAINER_DATA_DIR}/{p}")),
         );
+        let (code, out, err) = docker
+            .exec(&s.container, &cmd)
+            .await
+            .map_err(|e| exit::environment(e.to_string()))?;
+        print!("{}", String::from_utf8_lossy(&out));
+        if code != 0 {
+            anyhow::bail!(
+                "training in {} failed (exit {code}): {}",
+                s.container,
+                String::from_utf8_lossy(&err).trim()
+            );
+        }
     }
     Ok(())
 }

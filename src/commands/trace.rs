@@ -87,18 +87,21 @@ pub fn run(
     dir: Option<&std::path::Path>,
     message_id: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::discover(variant, dir).map_err(|e| exit::usage(e.to_string()))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let lab = runtime
+        .block_on(Lab::find(variant, dir))
+        .map_err(|e| exit::usage(e.to_string()))?;
     let mut lines = Vec::new();
     for s in &lab.servers {
         lines.extend(
-            lab.transcript_lines(&s.domain)
+            runtime
+                .block_on(lab.transcript_lines(&s.domain))
                 .map_err(|e| exit::environment(e.to_string()))?,
         );
     }
     let (entries, bad) = trace::parse(&lines);
     let sessions = trace::sessions(entries);
     let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let wanted = message_id.map(|id| {
         if id.starts_with('<') {
             id.to_string()

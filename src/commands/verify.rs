@@ -40,7 +40,10 @@ pub fn run(catalog: &Catalog, o: &Options<'_>) -> anyhow::Result<ExitCode> {
         print!("{}", report::list(&groups));
         return Ok(ExitCode::SUCCESS);
     }
-    let lab = Lab::discover(o.variant, o.dir).map_err(|e| exit::usage(e.to_string()))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let lab = runtime
+        .block_on(Lab::find(o.variant, o.dir))
+        .map_err(|e| exit::usage(e.to_string()))?;
     let variant = catalog
         .get(lab.variant)
         .with_context(|| {
@@ -51,7 +54,6 @@ pub fn run(catalog: &Catalog, o: &Options<'_>) -> anyhow::Result<ExitCode> {
             )
         })?
         .clone();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let ctx = Ctx::new(lab, variant).map_err(|e| exit::usage(format!("cannot verify: {e}")))?;
         anyhow::Ok(verify::run(&ctx, &only).await)

@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 
 use super::messages;
 use crate::client::imap::Imap;
-use crate::client::smtp::{Reply, Smtp};
+use crate::client::smtp::{Relayed, Reply, Smtp, relay_transaction};
 use crate::client::tls::Tls;
 use crate::client::{ClientError, dns};
 use crate::lab::{Lab, Mailbox, Server};
@@ -100,6 +100,80 @@ impl Ctx {
     pub fn server_of(&self, address: &str) -> &Server {
         let domain = address.rsplit('@').next().unwrap_or("");
         self.lab.server(domain).unwrap_or(&self.lab.servers[0])
+    }
+
+    /// Sends `message` from `sender`'s own address to `receiver`'s MX as
+    /// that server's relay would (EHLO its host name, STARTTLS, no AUTH).
+    /// Local runtime: a socket bound to the server's loopback address.
+    /// Docker: the address belongs to the container, so the transaction is
+    /// run inside it (`labctl inject` through the engine's exec).
+    pub async fn relay_from(
+        &self,
+        sender: &Server,
+        receiver: &Server,
+        mail_from: &str,
+        rcpt: &str,
+        message: &[u8],
+    ) -> Result<Relayed, String> {
+        let mx = receiver.addr(receiver.ports.smtp);
+        if self.lab.is_local() {
+            return relay_transaction(
+                mx,
+                Some(std::net::IpAddr::V4(sender.ip)),
+                &sender.hostname,
+                Some((&self.tls, receiver.hostname.as_str())),
+                mail_from,
+                rcpt,
+                message,
+            )
+            .await
+            .map_err(|(e, transcript)| format!("{e}\n{transcript}"));
+        }
+        use base64::Engine;
+        let docker = crate::runtime::docker::Docker::connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let cmd: Vec<String> = [
+            crate::runtime::docker::BINARY,
+            "inject",
+            "--server",
+            &mx.to_string(),
+            "--helo",
+            &sender.hostname,
+            "--tls-name",
+            &receiver.hostname,
+            "--ca",
+            &format!(
+                "{}/{}",
+                crate::render::CONTAINER_LAB_DIR,
+                crate::render::layout::CA_CERT
+            ),
+            "--mail-from",
+            mail_from,
+            "--rcpt",
+            rcpt,
+            "--message-base64",
+            &base64::engine::general_purpose::STANDARD.encode(message),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (code, stdout, stderr) = docker
+            .exec(&sender.container, &cmd)
+            .await
+            .map_err(|e| e.to_string())?;
+        let out = String::from_utf8_lossy(&stdout);
+        if code == 0
+            && let Ok(relayed) = serde_json::from_str::<Relayed>(out.trim())
+        {
+            return Ok(relayed);
+        }
+        Err(format!(
+            "labctl inject in {} exited {code}: {}{}",
+            sender.container,
+            out.trim(),
+            String::from_utf8_lossy(&stderr).trim()
+        ))
     }
 
     /// Submits `message` as `from` (authenticated, 587 with STARTTLS).

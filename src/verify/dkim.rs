@@ -7,10 +7,9 @@
 use futures_util::future::{BoxFuture, join_all};
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 
-use super::ctx::{Delivered, EHLO_NAME};
+use super::ctx::Delivered;
 use super::{Check, Ctx, Group};
 use crate::analysis::headers;
-use crate::client::smtp::Smtp;
 
 pub static GROUP: Group = Group {
     ids: &["R6", "R7"],
@@ -190,69 +189,39 @@ async fn tampered(ctx: &Ctx, p: &Delivered) -> Check {
         receiver.hostname, sender.domain
     );
     let message = tamper(&p.raw, &receiver.hostname);
-    // Local runtime: leave from the sending server's own address, so SPF
-    // passes and only the signature decides. Docker: the host cannot use that
-    // address; send from the host with the null sender (SPF then checks the
-    // EHLO name, which has no record), which leaves DKIM the only check again.
-    let (bind, mail_from, how) = if ctx.lab.is_local() {
-        (
-            Some(std::net::IpAddr::V4(sender.ip)),
-            p.from.clone(),
-            format!(
-                "injected from {} (the address of {}) as <{}>",
-                sender.ip, sender.hostname, p.from
-            ),
-        )
-    } else {
-        (
-            ctx.lab.host_ip(),
-            String::new(),
-            "injected from the host with the null sender (the sending server's address is not usable from the host on Docker)".to_string(),
-        )
-    };
-    let mut smtp = match Smtp::connect(receiver.addr(receiver.ports.smtp), bind, None, false).await
+    // From the sending server's own address with its own envelope sender, so
+    // SPF passes and only the signature decides.
+    let how = format!(
+        "injected from {} (the address of {}) as <{}>",
+        sender.ip, sender.hostname, p.from
+    );
+    let r = match ctx
+        .relay_from(sender, receiver, &p.from, &p.to, &message)
+        .await
     {
-        Ok(s) => s,
+        Ok(r) => r,
         Err(e) => return Check::fail("R7", name, format!("{how}: {e}")),
     };
-    let helo = if ctx.lab.is_local() {
-        sender.hostname.as_str()
-    } else {
-        EHLO_NAME
-    };
-    let r: Result<Check, crate::client::ClientError> = async {
-        smtp.ehlo(helo).await?;
-        let st = smtp.starttls(&ctx.tls, &receiver.hostname).await?;
-        if st.code == 220 {
-            smtp.ehlo(helo).await?;
-        }
-        let mail = smtp.command(&format!("MAIL FROM:<{mail_from}>")).await?;
-        let rcpt = smtp.command(&format!("RCPT TO:<{}>", p.to)).await?;
-        if !mail.is_positive() || !rcpt.is_positive() {
-            return Ok(Check::fail(
-                "R7",
-                name.clone(),
-                format!("{how}\nrefused before DATA, so DKIM was not what decided:\nMAIL -> {}\nRCPT -> {}", mail.text(), rcpt.text()),
-            ));
-        }
-        let (go, done) = smtp.data(&message).await?;
-        let last = done.unwrap_or(go);
-        Ok(Check::new(
-            "R7",
-            name.clone(),
-            last.code == 550 && last.has_enhanced("5.7.20"),
-            format!("{how}\nend of DATA -> {} (expected 550 5.7.20)", last.text()),
-        ))
-    }
-    .await;
-    smtp.quit().await;
-    r.unwrap_or_else(|e| {
-        Check::fail(
+    let Some(end) = r
+        .end
+        .filter(|_| r.mail.is_positive() && r.rcpt.is_positive())
+    else {
+        return Check::fail(
             "R7",
             name,
-            format!("{how}: {e}\n{}", smtp.conn.transcript()),
-        )
-    })
+            format!(
+                "{how}\nrefused before DATA, so DKIM was not what decided:\nMAIL -> {}\nRCPT -> {}",
+                r.mail.text(),
+                r.rcpt.text()
+            ),
+        );
+    };
+    Check::new(
+        "R7",
+        name,
+        end.code == 550 && end.has_enhanced("5.7.20"),
+        format!("{how}\nend of DATA -> {} (expected 550 5.7.20)", end.text()),
+    )
 }
 
 #[cfg(test)]

@@ -36,9 +36,10 @@ fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
                 )];
             }
         };
+        let sessions = all_sessions(&ctx.lab).await;
         let mut checks = Vec::new();
         for p in probes {
-            checks.push(hops(ctx, p));
+            checks.push(hops(ctx, p, &sessions));
         }
         checks.push(explained(&probes[0]));
         checks
@@ -46,19 +47,23 @@ fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
 }
 
 /// Every transcript session of the lab.
-pub fn all_sessions(lab: &crate::lab::Lab) -> Result<Vec<trace::Session>, String> {
+pub async fn all_sessions(lab: &crate::lab::Lab) -> Result<Vec<trace::Session>, String> {
     let mut lines = Vec::new();
     for s in &lab.servers {
-        lines.extend(lab.transcript_lines(&s.domain).map_err(|e| e.to_string())?);
+        lines.extend(
+            lab.transcript_lines(&s.domain)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
     }
     Ok(trace::sessions(trace::parse(&lines).0))
 }
 
-fn hops(ctx: &Ctx, p: &Delivered) -> Check {
+fn hops(ctx: &Ctx, p: &Delivered, sessions: &Result<Vec<trace::Session>, String>) -> Check {
     let name = format!("{} -> {}: a transcript for every hop", p.from, p.to);
-    let sessions = match all_sessions(&ctx.lab) {
+    let sessions = match sessions {
         Ok(s) => s,
-        Err(e) => return Check::skip("R12", name, e),
+        Err(e) => return Check::fail("R12", name, format!("cannot read the transcripts: {e}")),
     };
     let fields = headers::header_fields(&p.raw);
     let received: Vec<headers::Received> = headers::values(&fields, "Received")
@@ -70,7 +75,7 @@ fn hops(ctx: &Ctx, p: &Delivered) -> Check {
         .map(|r| r.id.clone())
         .filter(|i| !i.is_empty())
         .collect();
-    let found = trace::hops(&sessions, &p.message_id, &ids);
+    let found = trace::hops(sessions, &p.message_id, &ids);
     // Every lab server a Received field names must have a session for this message.
     let lab_hosts: Vec<&str> = ctx
         .lab

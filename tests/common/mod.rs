@@ -18,6 +18,23 @@ pub fn labctl() -> Command {
     Command::new(env!("CARGO_BIN_EXE_labctl"))
 }
 
+/// Labs are found by variant number across runtimes (Docker labels, local
+/// state files), so tests that start labs through `labctl up` run one at a
+/// time: one Docker test's lab 5 must not be another test's local lab 5.
+static LABS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the lab namespace for one test (see [`LABS`]).
+pub fn lock_labs() -> std::sync::MutexGuard<'static, ()> {
+    LABS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `cmd` sees no running lab: no local state files and no Docker engine
+/// (for tests of what happens when no lab is found, while other tests run labs).
+pub fn without_running_labs(cmd: &mut Command) -> &mut Command {
+    cmd.env("XDG_RUNTIME_DIR", "/nonexistent/labctl-test")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+}
+
 /// Runs a command, returning its output (panics if it cannot start).
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()

@@ -11,7 +11,7 @@ mod image;
 mod network;
 mod up;
 
-pub use image::{check_static, elf_problem, reference as image_reference};
+pub use image::{BINARY, check_static, elf_problem, reference as image_reference};
 pub use network::Cidr;
 pub use up::served_ports;
 
@@ -20,8 +20,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -33,10 +34,24 @@ use crate::plan::{Plan, RuntimeKind};
 pub const CONTAINER_UID: u32 = 1000;
 /// Its group.
 pub const CONTAINER_GID: u32 = 1000;
-/// Memory limit of each container.
-pub const MEMORY_LIMIT: i64 = 64 * 1024 * 1024;
+/// Memory limit of each container: a mail server idles at ~25 MiB, holds a
+/// message of up to the 25 MiB size limit several times over while it
+/// verifies, scans and stores it, and needs 19 MiB per password check
+/// (argon2id's default memory cost).
+pub const MEMORY_LIMIT: i64 = 256 * 1024 * 1024;
+/// glibc malloc settings of the servers (read by the static binary at start).
+/// By default glibc raises its mmap threshold after the first large block is
+/// freed, and then keeps freed large blocks (argon2's 19 MiB per password
+/// check, message buffers) in per-thread arenas: a mail server grew from
+/// 23 MiB to 240 MiB resident after one `verify` and was OOM-killed under
+/// load. A fixed threshold gives every block above it back to the kernel on
+/// free; two arenas bound the rest.
+pub const MALLOC_TUNABLES: &str =
+    "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144:glibc.malloc.arena_max=2";
 /// Bound of every API call.
 pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most [`Docker::read_files`] reads from one container folder.
+pub const MAX_ARCHIVE: usize = 512 * 1024 * 1024;
 /// The default engine address when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -198,6 +213,158 @@ impl Docker {
             println!("{prefix}{partial}");
         }
         Ok(())
+    }
+
+    /// Runs `cmd` inside the running `container` (as its user) and returns
+    /// its exit code, stdout and stderr; bounded by [`API_TIMEOUT`].
+    pub async fn exec(
+        &self,
+        container: &str,
+        cmd: &[String],
+    ) -> Result<(i64, Vec<u8>, Vec<u8>), RuntimeError> {
+        use bollard::container::LogOutput;
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let what = || {
+            format!(
+                "exec {} in {container}",
+                cmd.first().map_or("", String::as_str)
+            )
+        };
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd.to_vec()),
+            ..Default::default()
+        };
+        let exec = self
+            .api
+            .create_exec(container, options)
+            .await
+            .map_err(|e| self.err(what(), e))?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let run = async {
+            if let StartExecResults::Attached { mut output, .. } = self
+                .api
+                .start_exec(&exec.id, None)
+                .await
+                .map_err(|e| self.err(what(), e))?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| self.err(what(), e))? {
+                        LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                        LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                        _ => {}
+                    }
+                }
+            }
+            Ok::<(), RuntimeError>(())
+        };
+        tokio::time::timeout(API_TIMEOUT, run).await.map_err(|_| {
+            RuntimeError::NotReady(format!("{}: no end within {API_TIMEOUT:?}", what()))
+        })??;
+        let code = self
+            .api
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| self.err(what(), e))?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, stdout, stderr))
+    }
+
+    /// Writes `files` (path relative to `dir`, content) into `dir` of
+    /// `container`, owned by the servers' user. `dir` must be on a volume
+    /// (the containers' root file system is read-only).
+    pub async fn write_files(
+        &self,
+        container: &str,
+        dir: &str,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(), RuntimeError> {
+        let bad = |e: std::io::Error| RuntimeError::Io {
+            context: format!("packing files for {dir} of {container}"),
+            source: e,
+        };
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut dirs = std::collections::BTreeSet::new();
+        for (path, _) in files {
+            let mut p = std::path::Path::new(path);
+            while let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+                dirs.insert(parent.to_path_buf());
+                p = parent;
+            }
+        }
+        let header = |kind: tar::EntryType, mode: u32, size: u64| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(CONTAINER_UID.into());
+            h.set_gid(CONTAINER_GID.into());
+            h.set_size(size);
+            h
+        };
+        for d in &dirs {
+            let mut h = header(tar::EntryType::Directory, 0o750, 0);
+            tar.append_data(&mut h, d, std::io::empty()).map_err(bad)?;
+        }
+        for (path, body) in files {
+            let mut h = header(tar::EntryType::Regular, 0o640, body.len() as u64);
+            tar.append_data(&mut h, path, body.as_slice())
+                .map_err(bad)?;
+        }
+        let archive = tar.into_inner().map_err(bad)?;
+        let options = UploadToContainerOptionsBuilder::default().path(dir).build();
+        self.api
+            .upload_to_container(container, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| self.err(format!("write files into {dir} of {container}"), e))
+    }
+
+    /// The regular files under `dir` inside `container` (running or
+    /// stopped), with their paths relative to `dir`, sorted by path: the
+    /// engine's archive endpoint, so the (FROM scratch) image needs no tools.
+    /// At most [`MAX_ARCHIVE`] bytes are read.
+    pub async fn read_files(
+        &self,
+        container: &str,
+        dir: &str,
+    ) -> Result<Vec<(PathBuf, Vec<u8>)>, RuntimeError> {
+        use std::io::Read;
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(dir)
+            .build();
+        let mut stream = self.api.download_from_container(container, Some(options));
+        let mut archive = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(format!("read {dir} of {container}"), e))?;
+            if archive.len() + chunk.len() > MAX_ARCHIVE {
+                return Err(RuntimeError::Environment(format!(
+                    "{dir} of {container} is larger than {} MiB; remove old files with `labctl down --purge` and start again",
+                    MAX_ARCHIVE >> 20
+                )));
+            }
+            archive.extend_from_slice(&chunk);
+        }
+        let bad = |e: std::io::Error| RuntimeError::Io {
+            context: format!("the archive of {dir} from {container}"),
+            source: e,
+        };
+        let mut files = Vec::new();
+        let mut tar = tar::Archive::new(archive.as_slice());
+        for entry in tar.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            // The archive's paths start with the folder's own name.
+            let path = entry.path().map_err(bad)?.into_owned();
+            let relative: PathBuf = path.components().skip(1).collect();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).map_err(bad)?;
+            files.push((relative, body));
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(files)
     }
 
     /// Removes containers, then networks, then (with `purge`) volumes of

@@ -15,7 +15,7 @@ use bollard::models::{
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use sha2::{Digest, Sha256};
 
-use super::{CONTAINER_GID, CONTAINER_UID, Docker, MEMORY_LIMIT, is_not_found};
+use super::{CONTAINER_GID, CONTAINER_UID, Docker, MALLOC_TUNABLES, MEMORY_LIMIT, is_not_found};
 use crate::plan::Plan;
 use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR, layout};
 use crate::runtime::labels::{self, Object};
@@ -389,6 +389,7 @@ impl Docker {
                 // FROM-scratch image has no system roots, and rustls'
                 // native-roots loaders fail without any.
                 format!("SSL_CERT_FILE={CONTAINER_LAB_DIR}/{}", layout::CA_CERT),
+                MALLOC_TUNABLES.into(),
             ]),
             host_config: Some(HostConfig {
                 binds: Some(binds),

@@ -1,0 +1,50 @@
+//! `labctl inject` (hidden): one unauthenticated SMTP transaction, the
+//! replies printed as JSON ([`Relayed`]). `verify` runs it inside a mail
+//! container on Docker, so a message leaves from that server's own address
+//! as a relaying MTA would send it (R7: an altered copy from the legitimate
+//! server must fail on its DKIM signature alone).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use base64::Engine;
+
+use crate::cli::InjectArgs;
+use crate::client::smtp::{Relayed, relay_transaction};
+use crate::client::tls::Tls;
+
+/// Runs inject: exit 0 and the JSON of [`Relayed`] when the dialogue ran
+/// (whatever the server answered), exit 3 and `{"error", "transcript"}` when
+/// it could not (no connection, TLS failure).
+pub fn run(args: &InjectArgs) -> anyhow::Result<ExitCode> {
+    let message = base64::engine::general_purpose::STANDARD
+        .decode(args.message_base64.trim())
+        .map_err(|e| crate::exit::usage(format!("--message-base64: {e}")))?;
+    let tls = match &args.ca {
+        Some(ca) => Some(Tls::from_ca_file(ca).map_err(|e| crate::exit::usage(e.to_string()))?),
+        None => None,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let r: Result<Relayed, _> = runtime.block_on(relay_transaction(
+        args.server,
+        None,
+        &args.helo,
+        tls.as_ref().zip(args.tls_name.as_deref()),
+        &args.mail_from,
+        &args.rcpt,
+        &message,
+    ));
+    match r {
+        Ok(relayed) => {
+            println!("{}", serde_json::to_string(&relayed)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err((e, transcript)) => {
+            println!(
+                "{}",
+                serde_json::json!({ "error": e.to_string(), "transcript": transcript })
+            );
+            Ok(ExitCode::from(crate::exit::Kind::Environment as u8))
+        }
+    }
+}
