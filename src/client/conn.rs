@@ -12,7 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
 use super::tls::{Tls, TlsInfo};
-use super::{ClientError, IO_TIMEOUT};
+use super::{CONNECT_TIMEOUT, ClientError, IO_TIMEOUT};
 
 /// Plain TCP or TLS over TCP.
 #[derive(Debug)]
@@ -103,9 +103,14 @@ impl Conn {
         if let Some(ip) = bind {
             socket.bind(SocketAddr::new(ip, 0)).map_err(err)?;
         }
-        let stream = tokio::time::timeout(IO_TIMEOUT, socket.connect(addr))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout(IO_TIMEOUT))?
+            .map_err(|_| {
+                err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {CONNECT_TIMEOUT:?} (is the server's container or process running?)"),
+                ))
+            })?
             .map_err(err)?;
         let local = stream.local_addr().ok();
         let mut conn = Self {

@@ -22,6 +22,10 @@ use std::time::Duration;
 
 /// How long one read or write may take before the client gives up.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a TCP connect may take: lab servers are on a local bridge or on
+/// loopback, so a connect that has not completed in this time goes to a
+/// stopped container (nobody answers ARP) rather than a slow server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Errors of the clients.
 #[derive(Debug, thiserror::Error)]
