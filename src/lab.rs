@@ -118,6 +118,9 @@ pub struct DnsServer {
     pub ip: Ipv4Addr,
     /// Port.
     pub port: u16,
+    /// Container name (docker runtime).
+    #[serde(default)]
+    pub container: String,
 }
 
 /// A lab, from its lab.json.
@@ -324,6 +327,30 @@ impl Lab {
                     .map(str::to_string)
                     .collect::<Vec<_>>()
             })
+            .collect())
+    }
+
+    /// The lab DNS server's query log (JSON lines: time, client, name, type,
+    /// rcode): `<lab>/data/dns/queries.jsonl` in the local runtime, the DNS
+    /// container's output on Docker. Empty when there is none yet.
+    pub async fn dns_query_lines(&self) -> Result<Vec<String>, LabError> {
+        let is_query = |l: &String| l.starts_with("{\"time\"");
+        if self.is_local() {
+            let path = self.dir.join(layout::LOCAL_DNS_QUERY_LOG);
+            return match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(text.lines().map(str::to_string).filter(is_query).collect()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(LabError::Transcripts(format!("{}: {e}", path.display()))),
+            };
+        }
+        let docker = crate::runtime::docker::Docker::connect()
+            .await
+            .map_err(|e| LabError::Transcripts(format!("the DNS query log: {e}")))?;
+        Ok(docker
+            .log_lines(&self.dns.container, "all")
+            .await
+            .into_iter()
+            .filter(is_query)
             .collect())
     }
 

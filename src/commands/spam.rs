@@ -18,6 +18,7 @@ use mailserver::filter::spam::bayes::Classifier;
 use crate::cli::SpamCommand;
 use crate::exit;
 use crate::lab::Lab;
+use crate::render::layout::server_config;
 use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR};
 
 /// Runs a `spam` subcommand.
@@ -58,11 +59,6 @@ pub fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The config of the server of `domain`, relative to the lab directory.
-fn server_config(domain: &str) -> String {
-    format!("servers/mail.{domain}/config.yaml")
 }
 
 /// Reads the messages, refusing files that are not e-mail.

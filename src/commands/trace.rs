@@ -1,8 +1,8 @@
 //! `labctl trace [--message-id ID]`: the SMTP conversations that carried one
 //! message, hop by hop, client and server lines, TLS upgrade marked, read
 //! from the servers' transcripts (see [`crate::analysis::trace`]), and the
-//! DNS lookups the sending server made on the way when the lab DNS's query
-//! log is readable.
+//! DNS lookups the lab's servers made on the way, from the lab DNS's query
+//! log (a file in the local runtime, the DNS container's output on Docker).
 //!
 //! The transcripts hold the queue ids the servers gave the message, not its
 //! Message-ID, so the message itself is fetched over IMAPS (every mailbox of
@@ -158,17 +158,20 @@ pub fn run(
     }
     println!();
     print!("{}", trace::render(&hops));
-    // DNS lookups the sending server made between the first and the last hop.
-    let dns_log = lab.dir.join("data/dns/queries.jsonl");
-    if let (Ok(text), Some(first), Some(last)) =
-        (std::fs::read_to_string(&dns_log), hops.first(), hops.last())
-        && let Some(sender) = lab.servers.iter().find(|s| s.hostname == first.host)
-    {
-        let log: Vec<String> = text.lines().map(str::to_string).collect();
+    // DNS lookups the lab's servers made between the first and the last hop
+    // (the sender: MX and A of the next hop; the receiver: SPF, DKIM, DMARC).
+    if let (Ok(log), Some(first), Some(last)) = (
+        runtime.block_on(lab.dns_query_lines()),
+        hops.first(),
+        hops.last(),
+    ) {
         let end = last.entries.last().map(|e| e.time.as_str()).unwrap_or("");
-        let queries = trace::dns_between(&log, &sender.ip.to_string(), first.start(), end);
-        if !queries.is_empty() {
-            println!("DNS lookups by {} on the way:", sender.hostname);
+        for server in &lab.servers {
+            let queries = trace::dns_between(&log, &server.ip.to_string(), first.start(), end);
+            if queries.is_empty() {
+                continue;
+            }
+            println!("DNS lookups by {} on the way:", server.hostname);
             for q in queries {
                 println!(
                     "  {} {} {} -> {}",

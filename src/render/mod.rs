@@ -98,6 +98,8 @@ pub mod layout {
     pub const COMPOSE: &str = "compose.yml";
     /// DNS folder (zones and the DNS server's config).
     pub const DNS_DIR: &str = "dns";
+    /// The DNS query log in the local runtime (on Docker: the DNS container's output).
+    pub const LOCAL_DNS_QUERY_LOG: &str = "data/dns/queries.jsonl";
     /// Server certificate of a domain.
     pub fn server_cert(domain: &str) -> String {
         format!("certs/mail.{domain}.crt")
@@ -287,7 +289,7 @@ pub fn lab_json(plan: &Plan, secrets: &Secrets) -> serde_json::Value {
         "dir": plan.dir,
         "subnet": plan.subnet_cidr(),
         "ca_cert": plan.dir.join(layout::CA_CERT),
-        "dns": { "ip": plan.dns.ip.to_string(), "port": plan.dns.port },
+        "dns": { "ip": plan.dns.ip.to_string(), "port": plan.dns.port, "container": plan.dns.container },
         "servers": servers,
     })
 }

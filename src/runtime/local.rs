@@ -130,10 +130,15 @@ impl Local {
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = tokio::task::JoinSet::new();
+        let query_log = plan.dir.join(layout::LOCAL_DNS_QUERY_LOG);
+        if let Some(dir) = query_log.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(RuntimeError::io(format!("cannot create {}", dir.display())))?;
+        }
         let dns_options = labdns::Options {
             zones_dir: plan.dir.join(layout::DNS_DIR),
             listen: vec![plan.dns.addr()],
-            query_log: None,
+            query_log: Some(query_log),
         };
         let rx = stop_rx.clone();
         tasks.spawn(async move {

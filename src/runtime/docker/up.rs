@@ -88,6 +88,9 @@ fn desired(plan: &Plan) -> Vec<Desired> {
             format!("{lab}/{}", layout::DNS_DIR),
             "--listen".into(),
             dns_listen,
+            // one JSON line per query on stdout (`docker logs`), for `labctl trace`
+            "--query-log".into(),
+            "-".into(),
         ],
         volume: None,
         probes: vec![Probe {
