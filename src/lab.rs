@@ -308,7 +308,7 @@ impl Lab {
     }
 
     /// Every transcript line of the server of `domain`, as JSON text lines,
-    /// file by file in name order (the names start with the time).
+    /// file by file in name order (one file per protocol: `smtp.jsonl`...).
     ///
     /// The one place that knows where transcripts are: in the local runtime
     /// `<lab>/data/mail.<d>/transcripts/`; on Docker the `transcripts`
