@@ -49,23 +49,66 @@ pub fn tokens(analysis: &Analysis) -> Vec<Cow<'_, str>> {
     out
 }
 
-/// Calls `emit` with every word of `text`.
+/// Calls `emit` with every word of `text`: the maximal runs of word
+/// characters (see [`is_word_char`]), lower-cased.
+///
+/// One pass: a word's length in characters and whether it is its own lower
+/// case are found while looking for its end.
 pub fn words<'t>(text: &'t str, mut emit: impl FnMut(Cow<'t, str>)) {
-    for raw in text.split(|c: char| !is_word_char(c)) {
-        if raw.len() < MIN_WORD {
-            // Fewer bytes than MIN_WORD means fewer characters too.
-            continue;
-        }
-        let count = raw.chars().count();
-        if count < MIN_WORD {
-            continue;
-        }
-        let word = lowercase(raw);
-        if count > MAX_WORD {
-            let first = word.chars().next().unwrap_or('?');
-            emit(Cow::Owned(format!("skip:{first} {}", count / 10 * 10)));
+    let bytes = text.as_bytes();
+    let mut start = None;
+    let (mut count, mut lower) = (0usize, true);
+    let mut i = 0;
+    while i < bytes.len() {
+        let (c, len) = if bytes[i] < 0x80 {
+            (char::from(bytes[i]), 1)
         } else {
-            emit(word);
+            let c = text[i..].chars().next().unwrap_or('\0');
+            (c, c.len_utf8())
+        };
+        if is_word_char(c) {
+            if start.is_none() {
+                start = Some(i);
+                (count, lower) = (0, true);
+            }
+            count += 1;
+            lower = lower && is_own_lower(c);
+        } else if let Some(s) = start.take() {
+            word(&text[s..i], count, lower, &mut emit);
+        }
+        i += len;
+    }
+    if let Some(s) = start {
+        word(&text[s..], count, lower, &mut emit);
+    }
+}
+
+/// Emits one word of `count` characters (`lower`: it is its own lower case).
+fn word<'t>(raw: &'t str, count: usize, lower: bool, emit: &mut impl FnMut(Cow<'t, str>)) {
+    if count < MIN_WORD {
+        return;
+    }
+    let word = if lower {
+        Cow::Borrowed(raw)
+    } else {
+        lowercase(raw)
+    };
+    if count > MAX_WORD {
+        let first = word.chars().next().unwrap_or('?');
+        emit(Cow::Owned(format!("skip:{first} {}", count / 10 * 10)));
+    } else {
+        emit(word);
+    }
+}
+
+/// The character is its own (single-character) lower case. A capital sigma
+/// is not, so the final-sigma rule of `to_lowercase` is kept.
+fn is_own_lower(c: char) -> bool {
+    match simple_lower(c) {
+        Some(l) => l == c,
+        None => {
+            let mut l = c.to_lowercase();
+            l.len() == 1 && l.next() == Some(c)
         }
     }
 }
@@ -100,15 +143,7 @@ pub fn simple_lower(c: char) -> Option<char> {
 
 /// `text.to_lowercase()`, borrowed when that changes nothing.
 pub fn lowercase(text: &str) -> Cow<'_, str> {
-    let first_change = text.char_indices().find(|&(_, c)| match simple_lower(c) {
-        Some(l) => l != c,
-        // A capital sigma is never its own lower case, so the final-sigma
-        // rule of `to_lowercase` below is kept.
-        None => {
-            let mut l = c.to_lowercase();
-            !(l.len() == 1 && l.next() == Some(c))
-        }
-    });
+    let first_change = text.char_indices().find(|&(_, c)| !is_own_lower(c));
     let Some((start, _)) = first_change else {
         return Cow::Borrowed(text);
     };
@@ -189,6 +224,44 @@ mod tests {
             );
             let s = c.to_string();
             assert_eq!(lowercase(&s), s.to_lowercase(), "{c:?}");
+        }
+    }
+
+    /// The definition: split at non-word characters, count, lower-case.
+    fn words_by_definition(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for raw in text.split(|c: char| !(c.is_alphanumeric() || c == '$' || c == '€')) {
+            let count = raw.chars().count();
+            if count < MIN_WORD {
+                continue;
+            }
+            let word = raw.to_lowercase();
+            if count > MAX_WORD {
+                let first = word.chars().next().unwrap_or('?');
+                out.push(format!("skip:{first} {}", count / 10 * 10));
+            } else {
+                out.push(word);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn words_are_the_definition() {
+        let long = format!("{} ДУЖЕДОВГЕСЛОВОЯКЕНЕЗАКІНЧУЄТЬСЯ", "Ab".repeat(30));
+        for text in [
+            "",
+            "ab",
+            "abc",
+            "Вигравайте ГРОШІ сьогодні! Free $$$ money, a b 2026 €€€",
+            "ΟΔΟΣ ὈΔΥΣΣΕΎΣ İstanbul ǅungla ẞtraße Ґанок ЇЖАК",
+            "tail word at the endЖ",
+            "x\u{301}yz combining\u{483}марк",
+            long.as_str(),
+        ] {
+            let mut got = Vec::new();
+            words(text, |w| got.push(w.into_owned()));
+            assert_eq!(got, words_by_definition(text), "{text}");
         }
     }
 
