@@ -610,3 +610,24 @@ fn smtp_spam_junk_in_three_languages_and_holdout_figures() {
         spam.len()
     );
 }
+
+/// serve-mail compiles the scanner rules in a child process: a lab rule that
+/// does not compile stops the server at start with yara-x's message naming
+/// the file (exit 2), as when it compiled them itself.
+#[test]
+fn serve_mail_names_a_broken_lab_rule() {
+    let lab = LocalLab::render(7);
+    let dir = lab.path().join("scanner");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("broken.yar"), "rule broken { condition: nope }\n").unwrap();
+    let config = lab
+        .path()
+        .join(format!("servers/mail.{}/config.yaml", lab.domain(0)));
+    let out = run(labctl().args(["serve-mail", "--config"]).arg(&config));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("malware scanner") && text.contains("broken.yar") && text.contains("nope"),
+        "{text}"
+    );
+}
