@@ -342,4 +342,9 @@ pub struct ServeMailArgs {
     /// The server's config.yaml.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    /// Only compile the scanner's yara-x rules and write them, serialized,
+    /// to stdout (serve-mail runs itself so to keep the compiler out of the
+    /// server's memory).
+    #[arg(long, hide = true)]
+    pub compile_scanner_rules: bool,
 }

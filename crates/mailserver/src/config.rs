@@ -225,6 +225,20 @@ pub struct Scanner {
     /// Extra rule files from the lab directory (may be absent).
     #[serde(default)]
     pub rules_dir: Option<PathBuf>,
+    /// The builtin engine's rules compiled by another process (not in the
+    /// file: `labctl serve-mail` fills it in); compiled at start when absent.
+    #[serde(skip)]
+    pub precompiled: Option<PrecompiledRules>,
+}
+
+/// Serialized yara-x rules (see `filter::malware::yara::YaraEngine::compile_serialized`).
+#[derive(Clone, Default)]
+pub struct PrecompiledRules(pub std::sync::Arc<Vec<u8>>);
+
+impl std::fmt::Debug for PrecompiledRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PrecompiledRules({} bytes)", self.0.len())
+    }
 }
 
 /// Spam filter.

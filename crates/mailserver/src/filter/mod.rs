@@ -147,10 +147,15 @@ impl std::fmt::Debug for Filters {
 pub fn build_filters(config: &Config) -> Result<Filters, crate::Error> {
     let mut filters = Filters::default();
     if config.scanner.engine != "off" {
-        let scanner = malware::MalwareFilter::new(
-            &config.scanner.engine,
-            config.scanner.rules_dir.as_deref(),
-        )
+        let scanner = match &config.scanner.precompiled {
+            Some(rules) if config.scanner.engine == "builtin" => {
+                malware::MalwareFilter::from_precompiled(&rules.0)
+            }
+            _ => malware::MalwareFilter::new(
+                &config.scanner.engine,
+                config.scanner.rules_dir.as_deref(),
+            ),
+        }
         .map_err(|e| crate::Error::Setup(format!("malware scanner: {e}")))?;
         filters.list.push(Box::new(scanner));
     }

@@ -78,7 +78,10 @@ impl Model {
             self.nham += 1;
         }
         for token in tokens(analysis) {
-            self.tokens.entry(token).or_default()[slot] += 1;
+            match self.tokens.get_mut(token.as_ref()) {
+                Some(counts) => counts[slot] += 1,
+                None => self.tokens.entry(token.into_owned()).or_default()[slot] += 1,
+            }
         }
     }
 
@@ -104,7 +107,7 @@ impl Model {
         }
         let mut clues: Vec<f64> = tokens(analysis)
             .iter()
-            .filter_map(|t| self.tokens.get(t))
+            .filter_map(|t| self.tokens.get(t.as_ref()))
             .map(|c| self.token_prob(*c))
             .filter(|p| (p - 0.5).abs() >= MIN_STRENGTH)
             .collect();

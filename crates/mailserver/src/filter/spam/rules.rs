@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde::Deserialize;
 
@@ -98,7 +99,8 @@ enum Test {
     Builtin(Builtin),
     Header(String, Regex),
     Body(Regex),
-    Phrases(usize, Vec<String>),
+    /// At least `min` of these phrases (indexes into [`Phrases`]) occur.
+    Phrases(usize, Vec<usize>),
     UrlsAtLeast(usize),
     Bayes(f64, f64),
     Spf(Vec<String>),
@@ -138,6 +140,68 @@ pub struct Context<'a> {
 pub struct RuleSet {
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// The phrases of every phrase rule, matched in one pass.
+    phrases: Phrases,
+}
+
+/// The distinct phrases of all phrase rules in one Aho-Corasick automaton,
+/// built once when the rules load: a message's text is read once whatever
+/// the number of phrases, instead of once per phrase.
+#[derive(Debug, Clone, Default)]
+struct Phrases {
+    /// Normalised phrases (lower case, single spaces), each once.
+    list: Vec<String>,
+    /// Indexes in `list` of the non-empty phrases: pattern `p` of the
+    /// automaton is `list[ids[p]]`.
+    ids: Vec<usize>,
+    /// Over the non-empty phrases.
+    automaton: Option<AhoCorasick>,
+}
+
+impl Phrases {
+    /// The index of a normalised phrase, added if new.
+    fn intern(&mut self, phrase: String) -> usize {
+        match self.list.iter().position(|p| *p == phrase) {
+            Some(i) => i,
+            None => {
+                self.list.push(phrase);
+                self.list.len() - 1
+            }
+        }
+    }
+
+    fn build(&mut self) -> Result<(), String> {
+        // An empty phrase occurs in every text; it never enters the automaton.
+        self.ids = (0..self.list.len())
+            .filter(|&i| !self.list[i].is_empty())
+            .collect();
+        self.automaton = if self.ids.is_empty() {
+            None
+        } else {
+            let patterns = self.ids.iter().map(|&i| self.list[i].as_str());
+            Some(AhoCorasick::new(patterns).map_err(|e| format!("phrase rules: {e}"))?)
+        };
+        Ok(())
+    }
+
+    /// Which phrases occur in `text` (already normalised like the phrases).
+    fn found(&self, text: &str) -> Vec<bool> {
+        let mut found: Vec<bool> = self.list.iter().map(String::is_empty).collect();
+        if let Some(ac) = &self.automaton {
+            let mut missing = found.iter().filter(|f| !**f).count();
+            for m in ac.find_overlapping_iter(text) {
+                let slot = &mut found[self.ids[m.pattern().as_usize()]];
+                if !*slot {
+                    *slot = true;
+                    missing -= 1;
+                    if missing == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        found
+    }
 }
 
 impl RuleSet {
@@ -164,24 +228,34 @@ impl RuleSet {
         let origin = override_file.map_or("shipped spam rules".to_string(), |p| {
             format!("spam rules ({} merged over the shipped ones)", p.display())
         });
+        let mut phrases = Phrases::default();
         let rules = defs
             .into_iter()
-            .map(|d| compile(d).map_err(|e| format!("{origin}: {e}")))
+            .map(|d| compile(d, &mut phrases).map_err(|e| format!("{origin}: {e}")))
             .collect::<Result<_, _>>()?;
-        Ok(Self { rules })
+        phrases.build()?;
+        Ok(Self { rules, phrases })
     }
 
     /// The rules that fire, with their scores.
     pub fn evaluate<'r>(&'r self, a: &Analysis, ctx: &Context<'_>) -> Vec<&'r Rule> {
-        let phrase_text = a.phrase_text();
+        let wanted = self
+            .rules
+            .iter()
+            .any(|r| r.score != 0.0 && matches!(r.test, Test::Phrases(..)));
+        let found = if wanted {
+            self.phrases.found(&a.phrase_text())
+        } else {
+            Vec::new()
+        };
         self.rules
             .iter()
-            .filter(|r| r.score != 0.0 && r.fires(a, ctx, &phrase_text))
+            .filter(|r| r.score != 0.0 && r.fires(a, ctx, &found))
             .collect()
     }
 }
 
-fn compile(def: RuleDef) -> Result<Rule, String> {
+fn compile(def: RuleDef, phrases: &mut Phrases) -> Result<Rule, String> {
     let regex =
         |p: &str| Regex::new(p).map_err(|e| format!("rule {}: bad pattern {p:?}: {e}", def.name));
     let test = match &def.test {
@@ -192,10 +266,12 @@ fn compile(def: RuleDef) -> Result<Rule, String> {
             *min,
             list.iter()
                 .map(|p| {
-                    p.split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                        .to_lowercase()
+                    phrases.intern(
+                        p.split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .to_lowercase(),
+                    )
                 })
                 .collect(),
         ),
@@ -218,7 +294,8 @@ fn result_in(result: &str, list: &[String]) -> bool {
 }
 
 impl Rule {
-    fn fires(&self, a: &Analysis, ctx: &Context<'_>, phrase_text: &str) -> bool {
+    /// `phrases_found[i]`: phrase `i` of the rule set occurs in the message.
+    fn fires(&self, a: &Analysis, ctx: &Context<'_>, phrases_found: &[bool]) -> bool {
         match &self.test {
             Test::Builtin(b) => builtin(*b, a),
             Test::Header(name, re) if name.eq_ignore_ascii_case("subject") => {
@@ -228,12 +305,7 @@ impl Rule {
             Test::Body(re) => {
                 a.subject.as_deref().is_some_and(|s| re.is_match(s)) || re.is_match(&a.text)
             }
-            Test::Phrases(min, list) => {
-                list.iter()
-                    .filter(|p| phrase_text.contains(p.as_str()))
-                    .count()
-                    >= *min
-            }
+            Test::Phrases(min, list) => list.iter().filter(|&&i| phrases_found[i]).count() >= *min,
             Test::UrlsAtLeast(n) => a.urls.len() >= *n,
             Test::Bayes(min, max) => ctx.bayes.is_some_and(|p| p >= *min && p < *max),
             Test::Spf(list) => result_in(ctx.spf, list),
