@@ -7,13 +7,15 @@ AUTH PLAIN) -> DKIM signing -> queue (fsync) -> relay over STARTTLS
 (certificate verified against the lab CA) to domain 2's MX -> SPF + DKIM +
 DMARC verification -> Maildir (fsync).
 
-Postfix path (Debian's postfix package, two instances with private
-config_directory and queue_directory on loopback addresses of their own,
-see postfix_lab() for what is and is not like maillab): submission on
-instance 1 (STARTTLS + AUTH PLAIN via Cyrus SASL sasldb, sender login
-check) -> queue (fsync) -> smtp client over STARTTLS (certificate verified
-against the lab CA for mail.<domain 2>) to instance 2 -> virtual(8) Maildir
-delivery. Both are driven by the same Python load generator.
+Postfix path (Debian's postfix and opendkim packages, two instances with
+private config_directory and queue_directory on loopback addresses of their
+own; scripts/bench_smtp_postfix.py says exactly what is and is not like
+maillab): submission on instance 1 (STARTTLS + AUTH PLAIN via Cyrus SASL
+sasldb, sender login check) -> OpenDKIM signing milter -> queue (fsync) ->
+smtp client over STARTTLS (certificate verified against the lab CA for
+mail.<domain 2>, connections reused) to instance 2 -> OpenDKIM verifying
+milter -> virtual(8) Maildir delivery (fsync); no SPF, DMARC or content
+filters. Both are driven by the same Python load generator.
 
 A message counts as delivered when its file appears in the recipient's
 Maildir `new/`; its delivery time is the file's ctime (set by the rename or

@@ -8,25 +8,32 @@ Instance 1 plays domain 1's submission server: smtpd on <net>.1:10587 with
 STARTTLS required (the lab certificate of mail.<domain 1>), AUTH PLAIN/LOGIN
 through Cyrus SASL (sasldb, the same user and password as maillab) only
 after TLS, the sender login check (reject_sender_login_mismatch, like
-maillab's 553 5.7.1), relay only when authenticated. It relays everything to
-instance 2 (relayhost [<net>.2]:10025) over STARTTLS with the certificate
-verified against the lab CA for mail.<domain 2> (smtp_tls_security_level
-secure, match=mail.<domain 2>), reusing TLS connections
-(smtp_tls_connection_reuse = yes through tlsproxy, as maillab's relay pool
-does; Postfix's default is a new connection per message).
+maillab's 553 5.7.1), relay only when authenticated, Date and Message-ID
+added when missing, and DKIM signing by an OpenDKIM milter (the lab's
+domain 1 key, selector lab, rsa-sha256, relaxed/relaxed, maillab's header
+list). It relays everything to instance 2 (relayhost [<net>.2]:10025) over
+STARTTLS with the certificate verified against the lab CA for
+mail.<domain 2> (smtp_tls_security_level secure, match=mail.<domain 2>),
+reusing TLS connections (smtp_tls_connection_reuse = yes through tlsproxy,
+as maillab's relay pool does; Postfix's default is a new connection per
+message).
 
 Instance 2 plays domain 2's MX: smtpd on <net>.2:10025 offering STARTTLS
-(the lab certificate of mail.<domain 2>), virtual(8) delivery into one
-Maildir per lab mailbox of domain 2.
+(the lab certificate of mail.<domain 2>), DKIM verification by a second
+OpenDKIM milter (bad signature -> reject, like maillab's 550 5.7.20;
+Authentication-Results added), virtual(8) delivery into one Maildir per lab
+mailbox of domain 2.
 
-What differs from maillab's path: no DKIM signing on instance 1 and no
-SPF/DKIM/DMARC verification on instance 2 (no OpenDKIM or policyd-spf
-milter), no spam or malware filter, no Authentication-Results header; the
-next hop is a static relayhost instead of an MX lookup through the lab DNS;
-no transcripts. Postfix's other defaults are kept (in_flow_delay, slow-start
-destination concurrency up to 20, cleanup's fsync of the queue file before
-250, virtual(8)'s fsync of the Maildir file), except smtpd_peername_lookup
-= no (no reverse DNS through the system resolver).
+What differs from maillab's path: no SPF check and no DMARC evaluation on
+instance 2 (no policyd-spf or OpenDMARC), no spam or malware filter, no
+Received-SPF header; OpenDKIM reads domain 1's public key from a
+TestPublicKeys file holding the lab zone's TXT record instead of asking the
+lab DNS (its libunbound cannot be pointed at the lab DNS's port reliably);
+the next hop is a static relayhost instead of an MX lookup through the lab
+DNS; no transcripts. Postfix's other defaults are kept (in_flow_delay,
+slow-start destination concurrency up to 20, cleanup's fsync of the queue
+file before 250, virtual(8)'s fsync of the Maildir file), except
+smtpd_peername_lookup = no (no reverse DNS through the system resolver).
 """
 import os, shutil, subprocess, sys, time
 
@@ -67,24 +74,26 @@ def log(msg):
 
 
 def ensure_installed():
-    """Debian's postfix (and sasl2-bin for saslpasswd2), installed with apt
+    """Debian's postfix, sasl2-bin (saslpasswd2) and opendkim, installed with apt
     when missing, preseeded to 'No configuration' (no system instance)."""
-    need = [p for p in ("/usr/sbin/postfix", "/usr/sbin/saslpasswd2") if not os.path.exists(p)]
+    need = [p for p in ("/usr/sbin/postfix", "/usr/sbin/saslpasswd2", "/usr/sbin/opendkim")
+            if not os.path.exists(p)]
     if not need:
         return True
     if os.environ.get("BENCH_NO_INSTALL"):
         log(f"{', '.join(need)} missing and BENCH_NO_INSTALL is set")
         return False
     if os.geteuid() != 0:
-        log("not installed, and installing needs root (apt-get install postfix sasl2-bin)")
+        log("not installed, and installing needs root "
+            "(apt-get install postfix sasl2-bin opendkim)")
         return False
-    log("installing postfix and sasl2-bin from Debian's packages")
+    log("installing postfix, sasl2-bin and opendkim from Debian's packages")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
         subprocess.run(["debconf-set-selections"], check=True, timeout=60,
                        input=b"postfix postfix/main_mailer_type select No configuration\n")
         r = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends",
-                            "postfix", "sasl2-bin"], env=env, timeout=600,
+                            "postfix", "sasl2-bin", "opendkim"], env=env, timeout=600,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except (OSError, subprocess.SubprocessError) as e:
         log(f"install failed: {e}")
@@ -158,6 +167,39 @@ def instance(base, name, ip, port, domain, extra, down):
         return root, int(f.read().split()[0])
 
 
+def opendkim(base, name, settings, down):
+    """Starts one OpenDKIM milter in the foreground on a Unix socket (as
+    Debian's package does: local:/run/opendkim/opendkim.sock; over TCP the
+    milter exchange meets Nagle's algorithm and delayed ACKs); returns its
+    pid and the socket."""
+    conf = os.path.join(base, f"{name}.conf")
+    sock = os.path.join(base, f"{name}.sock")
+    with open(conf, "w") as f:
+        for k, v in {"Syslog": "no", "Background": "no", "Socket": f"local:{sock}",
+                     "UMask": "000",
+                     "Canonicalization": "relaxed/relaxed",
+                     # the key lies under the bench folder in /tmp (sticky, world-writable)
+                     "RequireSafeKeys": "no", **settings}.items():
+            f.write(f"{k} {v}\n")
+    log_file = open(os.path.join(base, f"{name}.log"), "w")
+    p = subprocess.Popen(["opendkim", "-f", "-x", conf], stdout=log_file, stderr=log_file)
+
+    def halt():
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    down.add(halt)
+    end = time.time() + 15
+    while time.time() < end and not os.path.exists(sock) and p.poll() is None:
+        time.sleep(0.05)
+    if not os.path.exists(sock) or p.poll() is not None:
+        raise RuntimeError(f"opendkim {name} did not start, see {base}/{name}.log")
+    return p.pid, sock
+
+
 def stop(cfg, root):
     """`postfix stop`, then abort, then SIGKILL of this instance's master."""
     subprocess.run(["postfix", "-c", cfg, "stop"], timeout=60,
@@ -219,7 +261,27 @@ def postfix_lab(tmp, lab_dir, lab, down):
     os.makedirs(mail)
     shutil.chown(mail, "nobody", "nogroup")
     vmaps = ", ".join(f"{r}={r}/" for r in rcpts)
+    # OpenDKIM's resolver (libunbound) cannot be pointed at the lab DNS on
+    # its port (ResolverConfiguration files are parsed per thread and the
+    # parse breaks under load), so the verifier reads the lab zone's DKIM
+    # TXT record from a TestPublicKeys file instead of asking the DNS.
+    keys = os.path.join(base, "dkim-public-keys")
+    with open(os.path.join(lab_dir, "dkim", f"{d1}.txt")) as src, open(keys, "w") as f:
+        f.write(f"lab._domainkey.{d1} {src.read().strip()}\n")
+    signed = "From,To,Cc,Subject,Date,Message-ID,Reply-To,In-Reply-To,References," \
+             "MIME-Version,Content-Type,Content-Transfer-Encoding"
+    milter = {"milter_default_action": "tempfail", "milter_protocol": "6"}
     try:
+        sign_pid, sign_sock = opendkim(base, "opendkim-sign", {
+            "Mode": "s", "Domain": d1, "Selector": "lab",
+            "KeyFile": os.path.join(lab_dir, "dkim", f"{d1}.key"),
+            "SignHeaders": signed, "InternalHosts": "127.0.0.1",
+        }, down)
+        verify_pid, verify_sock = opendkim(base, "opendkim-verify", {
+            "Mode": "v", "AuthservID": f"mail.{d2}",
+            "TestPublicKeys": keys,
+            "On-BadSignature": "reject", "On-DNSError": "tempfail",
+        }, down)
         mx_root, mx_pid = instance(base, "mx", ip2, MX_PORT, d2, {
             "smtpd_tls_chain_files": f"{certs}/mail.{d2}.key, {certs}/mail.{d2}.crt",
             "smtpd_tls_security_level": "may",
@@ -230,6 +292,8 @@ def postfix_lab(tmp, lab_dir, lab, down):
             "virtual_gid_maps": "static:65534",
             "smtpd_relay_restrictions": "reject_unauth_destination",
             "smtpd_recipient_restrictions": "",
+            "smtpd_milters": f"unix:{verify_sock}",
+            **milter,
         }, down)
         sub_root, sub_pid = instance(base, "submission", ip1, SUB_PORT, d1, {
             "smtpd_tls_chain_files": f"{certs}/mail.{d1}.key, {certs}/mail.{d1}.crt",
@@ -249,6 +313,10 @@ def postfix_lab(tmp, lab_dir, lab, down):
             "smtp_tls_policy_maps":
                 f"inline:{{ {{[{ip2}]:{MX_PORT} = secure match=mail.{d2}}} }}",
             "smtp_tls_connection_reuse": "yes",
+            # Like maillab's submission: Date and Message-ID added when missing.
+            "always_add_missing_headers": "yes",
+            "smtpd_milters": f"unix:{sign_sock}",
+            **milter,
         }, down)
     except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
         log(f"setup failed: {e}")
@@ -266,7 +334,9 @@ def postfix_lab(tmp, lab_dir, lab, down):
         "maildirs": [os.path.join(mail, r, "new") for r in rcpts],
         "cpu": {
             "submission": lambda: bench.tree_cpu(sub_pid),
+            "opendkim-sign": lambda: bench.proc_cpu(sign_pid),
             "mx": lambda: bench.tree_cpu(mx_pid),
+            "opendkim-verify": lambda: bench.proc_cpu(verify_pid),
         },
         "logs": [os.path.join(sub_root, "maillog"), os.path.join(mx_root, "maillog")],
     }
