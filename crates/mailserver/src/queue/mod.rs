@@ -139,6 +139,7 @@ impl Queue {
             index: Mutex::new(HashMap::new()),
             pool: worker::Pool::default(),
         };
+        queue.migrate_legacy()?;
         // A restart resumes: every record on disk is due now.
         let records = queue.list();
         if let Ok(mut index) = queue.index.lock() {
@@ -147,6 +148,54 @@ impl Queue {
             }
         }
         Ok(queue)
+    }
+
+    /// Converts a spool of the earlier layout (`<id>.json` record and
+    /// `<id>.eml` body) into `<id>.msg` files, so an upgrade with messages
+    /// still queued loses none: each new file is written under a temporary
+    /// name, fsync'd, renamed and the folder fsync'd before the old pair is
+    /// removed.
+    fn migrate_legacy(&self) -> Result<(), QueueError> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        let mut migrated = false;
+        for e in entries.flatten() {
+            let json = e.path();
+            if json.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let eml = json.with_extension("eml");
+            let (Ok(record), Ok(body)) = (fs::read(&json), fs::read(&eml)) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<QueuedMessage>(&record) else {
+                tracing::warn!(path = %json.display(), "unreadable legacy queue record left as is");
+                continue;
+            };
+            let path = self.path(&record.id);
+            let tmp = self.dir.join(format!("{}.msg.tmp", record.id));
+            let bytes = encode(&record, &body, &path)?;
+            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+            f.write_all(&bytes).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
+            fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+            migrated = true;
+        }
+        if migrated {
+            sync_dir(&self.dir)?;
+            for e in fs::read_dir(&self.dir)
+                .map_err(io("read", &self.dir))?
+                .flatten()
+            {
+                let p = e.path();
+                let ext = p.extension().and_then(|x| x.to_str());
+                if matches!(ext, Some("json" | "eml")) && p.with_extension("msg").exists() {
+                    let _ = fs::remove_file(&p);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Ids of the records due at `now`, earliest first.
@@ -377,6 +426,22 @@ mod tests {
         );
         q.remove(&id).unwrap();
         assert!(q.list().is_empty());
+        // A spool of the earlier layout (record and body apart) is converted.
+        let legacy = QueuedMessage {
+            id: "legacy1".into(),
+            ..record
+        };
+        fs::write(
+            dir.join("legacy1.json"),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        fs::write(dir.join("legacy1.eml"), b"Subject: old\r\n\r\nx\r\n").unwrap();
+        let q = Queue::open(&dir).unwrap();
+        assert_eq!(q.due(0), vec!["legacy1".to_string()]);
+        assert_eq!(q.body("legacy1").unwrap(), b"Subject: old\r\n\r\nx\r\n");
+        assert!(!dir.join("legacy1.json").exists() && !dir.join("legacy1.eml").exists());
+        q.remove("legacy1").unwrap();
         assert!(q.due(now_secs()).is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
