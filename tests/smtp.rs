@@ -756,7 +756,7 @@ fn sigkill_after_250_loses_nothing() {
     let queued = fs::read_dir(&queue)
         .unwrap()
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter(|e| e.path().extension().is_some_and(|x| x == "msg"))
         .count();
     assert_eq!(queued, 1, "the message is in the spool");
     lab.restart(1);

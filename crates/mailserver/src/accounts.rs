@@ -4,6 +4,15 @@
 //! Passwords are argon2 PHC strings from the rendered config. Failed logins
 //! are counted per client address; past the limit every login from that
 //! address is refused for a minute, even with the right password.
+//!
+//! Successful verifications are cached, as Dovecot's `auth_cache` does:
+//! per mailbox, an HMAC-SHA256 of the password under a key drawn at start
+//! (never the password, never a plain hash of it) and the time of the
+//! check. A login with the same password within [`CACHE_TTL`] skips argon2
+//! (tens of milliseconds of CPU), so clients that connect per message do
+//! not pay it every time. A wrong password is never answered from the
+//! cache: it goes to argon2 and counts as a failure; the rate limit is
+//! checked before the cache.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,6 +25,9 @@ use crate::config::Config;
 
 /// The window failed logins are counted in.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a successful verification is reused (Dovecot's
+/// `auth_cache_ttl` defaults to an hour; the config is fixed per process).
+pub const CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// Proof that a login succeeded: the canonical mailbox address.
 /// Only [`Accounts::login`] makes one.
@@ -48,6 +60,11 @@ pub struct Accounts {
     hashes: HashMap<String, String>,
     max_failures: u32,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Per-process key of the cache's HMACs.
+    cache_key: ring::hmac::Key,
+    /// Mailbox -> HMAC of the last verified password and when (at most
+    /// one entry per mailbox of the config: bounded).
+    cache: Mutex<HashMap<String, (ring::hmac::Tag, Instant)>>,
     /// One password check per core at a time.
     hashing: Gate,
 }
@@ -55,19 +72,29 @@ pub struct Accounts {
 impl Accounts {
     /// The accounts of a config.
     pub fn new(config: &Config) -> Self {
-        Self {
-            hashes: config
+        Self::with_hashes(
+            config
                 .mailboxes
                 .iter()
                 .map(|m| (m.address.to_ascii_lowercase(), m.password_hash.clone()))
                 .collect(),
-            max_failures: config.limits.auth_failures_per_minute,
+            config.limits.auth_failures_per_minute,
+        )
+    }
+
+    /// Accounts from address -> argon2 PHC string.
+    fn with_hashes(hashes: HashMap<String, String>, max_failures: u32) -> Self {
+        Self {
+            hashes,
+            max_failures,
             failures: Mutex::new(HashMap::new()),
             hashing: Gate::new(
                 std::thread::available_parallelism()
                     .map(std::num::NonZero::get)
                     .unwrap_or(2),
             ),
+            cache_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand::random::<[u8; 32]>()),
+            cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -88,6 +115,9 @@ impl Accounts {
             return Err(LoginError::RateLimited);
         }
         let address = user.to_ascii_lowercase();
+        if self.cached(&address, password) {
+            return Ok(Authenticated { address });
+        }
         let _slot = self.hashing.enter();
         let ok = self.hashes.get(&address).is_some_and(|phc| {
             PasswordHash::new(phc).is_ok_and(|h| {
@@ -97,11 +127,27 @@ impl Accounts {
             })
         });
         if ok {
+            let tag = ring::hmac::sign(&self.cache_key, password.as_bytes());
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.insert(address.clone(), (tag, Instant::now()));
+            }
             Ok(Authenticated { address })
         } else {
             self.record_failure(peer);
             Err(LoginError::Invalid)
         }
+    }
+
+    /// True when `password` is the one verified for `address` within the TTL
+    /// (compared in constant time by `hmac::verify`).
+    fn cached(&self, address: &str, password: &str) -> bool {
+        let Ok(cache) = self.cache.lock() else {
+            return false;
+        };
+        cache.get(address).is_some_and(|(tag, at)| {
+            at.elapsed() < CACHE_TTL
+                && ring::hmac::verify(&self.cache_key, password.as_bytes(), tag.as_ref()).is_ok()
+        })
     }
 
     fn is_limited(&self, peer: IpAddr) -> bool {
@@ -157,5 +203,46 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         *self.0.free.lock().expect("gate lock") += 1;
         self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts() -> Accounts {
+        use argon2::password_hash::PasswordHasher;
+        let hash = Argon2::default()
+            .hash_password_with_salt(b"right horse", b"sixteen byte slt")
+            .unwrap()
+            .to_string();
+        Accounts::with_hashes([("gold@metal.com".to_string(), hash)].into(), 3)
+    }
+
+    #[test]
+    fn cache_reuses_only_the_verified_password() {
+        let a = accounts();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(!a.cached("gold@metal.com", "right horse"));
+        let ok = a.login("Gold@Metal.com", "right horse", ip).unwrap();
+        assert_eq!(ok.address(), "gold@metal.com");
+        assert!(a.cached("gold@metal.com", "right horse"));
+        assert!(!a.cached("gold@metal.com", "wrong horse"));
+        // The cache never accepts another password; failures still count.
+        assert_eq!(
+            a.login("gold@metal.com", "wrong horse", ip),
+            Err(LoginError::Invalid)
+        );
+        assert!(a.login("gold@metal.com", "right horse", ip).is_ok());
+        // The rate limit comes before the cache.
+        for _ in 0..2 {
+            let _ = a.login("gold@metal.com", "x", ip);
+        }
+        assert_eq!(
+            a.login("gold@metal.com", "right horse", ip),
+            Err(LoginError::RateLimited)
+        );
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(a.login("gold@metal.com", "right horse", other).is_ok());
     }
 }

@@ -1,13 +1,18 @@
 //! The durable outbound queue (RFC 5321 §4.5.4: retry strategy) and its
 //! delivery worker.
 //!
-//! Spool layout under `<data_dir>/queue/`: `<id>.eml` is the message as it
-//! will be sent (signature already prepended), `<id>.json` its
-//! [`QueuedMessage`] record (recipients with their state, attempts, next
-//! attempt). The body is written and fsync'd before the record; the record
-//! is written to a temporary name, fsync'd, renamed and the folder fsync'd,
-//! so a `250` is only sent for a message whose both files are on disk. A
-//! restart finds every record and resumes.
+//! Spool layout under `<data_dir>/queue/`: one file `<id>.msg` per message:
+//! its [`QueuedMessage`] record (recipients with their state, attempts,
+//! next attempt) as one line of JSON, then the message as it will be sent
+//! (signature already prepended). A new file is written under its final
+//! name with `create_new`, fsync'd, and the folder fsync'd, so a `250` is
+//! only sent for a message that is on disk; a record update is written to a
+//! temporary name, fsync'd and renamed over it. One file per message keeps
+//! file creations and deletions (and their fsyncs) to one each. Removing a
+//! delivered message does not fsync the folder: after a crash the file may
+//! come back and the message be delivered twice, which SMTP allows
+//! (RFC 5321 §6.1 prefers duplicates to losses); it is never lost. A
+//! restart finds every file and resumes.
 
 mod dsn;
 pub(crate) mod no_verify;
@@ -134,6 +139,7 @@ impl Queue {
             index: Mutex::new(HashMap::new()),
             pool: worker::Pool::default(),
         };
+        queue.migrate_legacy()?;
         // A restart resumes: every record on disk is due now.
         let records = queue.list();
         if let Ok(mut index) = queue.index.lock() {
@@ -142,6 +148,54 @@ impl Queue {
             }
         }
         Ok(queue)
+    }
+
+    /// Converts a spool of the earlier layout (`<id>.json` record and
+    /// `<id>.eml` body) into `<id>.msg` files, so an upgrade with messages
+    /// still queued loses none: each new file is written under a temporary
+    /// name, fsync'd, renamed and the folder fsync'd before the old pair is
+    /// removed.
+    fn migrate_legacy(&self) -> Result<(), QueueError> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        let mut migrated = false;
+        for e in entries.flatten() {
+            let json = e.path();
+            if json.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let eml = json.with_extension("eml");
+            let (Ok(record), Ok(body)) = (fs::read(&json), fs::read(&eml)) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<QueuedMessage>(&record) else {
+                tracing::warn!(path = %json.display(), "unreadable legacy queue record left as is");
+                continue;
+            };
+            let path = self.path(&record.id);
+            let tmp = self.dir.join(format!("{}.msg.tmp", record.id));
+            let bytes = encode(&record, &body, &path)?;
+            let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+            f.write_all(&bytes).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
+            fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+            migrated = true;
+        }
+        if migrated {
+            sync_dir(&self.dir)?;
+            for e in fs::read_dir(&self.dir)
+                .map_err(io("read", &self.dir))?
+                .flatten()
+            {
+                let p = e.path();
+                let ext = p.extension().and_then(|x| x.to_str());
+                if matches!(ext, Some("json" | "eml")) && p.with_extension("msg").exists() {
+                    let _ = fs::remove_file(&p);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Ids of the records due at `now`, earliest first.
@@ -160,12 +214,7 @@ impl Queue {
 
     /// Reads one record.
     pub fn load(&self, id: &str) -> Result<QueuedMessage, QueueError> {
-        let path = self.dir.join(format!("{id}.json"));
-        let bytes = fs::read(&path).map_err(io("read", &path))?;
-        serde_json::from_slice(&bytes).map_err(|e| QueueError::Record {
-            path,
-            message: e.to_string(),
-        })
+        self.read(id).map(|(record, _)| record)
     }
 
     pub(crate) fn set_index(&self, id: &str, next: Option<u64>) {
@@ -204,14 +253,6 @@ impl Queue {
         message: &[u8],
     ) -> Result<String, QueueError> {
         let id = crate::smtp::headers::new_id();
-        let body = self.dir.join(format!("{id}.eml"));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&body)
-            .map_err(io("create", &body))?;
-        f.write_all(message).map_err(io("write", &body))?;
-        f.sync_all().map_err(io("fsync", &body))?;
         let now = now_secs();
         let record = QueuedMessage {
             id: id.clone(),
@@ -228,35 +269,30 @@ impl Queue {
             attempts: 0,
             next_attempt: now,
         };
-        // A new record needs no temporary name: until the folder is
-        // fsync'd below and `250` is sent, nobody relies on it.
-        let path = self.dir.join(format!("{id}.json"));
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| QueueError::Record {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        // A new file needs no temporary name: until the folder is fsync'd
+        // below and `250` is sent, nobody relies on it.
+        let path = self.path(&id);
+        let bytes = encode(&record, message, &path)?;
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(io("create", &path))?;
-        f.write_all(&json).map_err(io("write", &path))?;
+        f.write_all(&bytes).map_err(io("write", &path))?;
         f.sync_all().map_err(io("fsync", &path))?;
         sync_dir(&self.dir)?;
         self.set_index(&id, Some(now));
         Ok(id)
     }
 
-    /// Writes a record atomically and durably.
+    /// Writes an updated record (with the unchanged body) atomically and durably.
     pub fn save(&self, record: &QueuedMessage) -> Result<(), QueueError> {
-        let path = self.dir.join(format!("{}.json", record.id));
-        let tmp = self.dir.join(format!("{}.json.tmp", record.id));
-        let json = serde_json::to_vec_pretty(record).map_err(|e| QueueError::Record {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let path = self.path(&record.id);
+        let body = self.body(&record.id)?;
+        let tmp = self.dir.join(format!("{}.msg.tmp", record.id));
+        let bytes = encode(record, &body, &path)?;
         let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&json).map_err(io("write", &tmp))?;
+        f.write_all(&bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
         fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         sync_dir(&self.dir)?;
@@ -264,21 +300,29 @@ impl Queue {
         Ok(())
     }
 
-    /// Removes a finished message (record first, then body).
+    /// Removes a finished message. The folder is not fsync'd: see the module
+    /// documentation (at worst a duplicate after a crash, never a loss).
     pub fn remove(&self, id: &str) -> Result<(), QueueError> {
-        let record = self.dir.join(format!("{id}.json"));
-        let body = self.dir.join(format!("{id}.eml"));
+        let path = self.path(id);
         self.set_index(id, None);
-        fs::remove_file(&record).map_err(io("remove", &record))?;
-        let _ = fs::remove_file(&body);
-        sync_dir(&self.dir)?;
+        fs::remove_file(&path).map_err(io("remove", &path))?;
         Ok(())
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.msg"))
+    }
+
+    /// Reads one spool file: its record and its body.
+    pub fn read(&self, id: &str) -> Result<(QueuedMessage, Vec<u8>), QueueError> {
+        let path = self.path(id);
+        let bytes = fs::read(&path).map_err(io("read", &path))?;
+        decode(bytes, &path)
     }
 
     /// The body of a queued message.
     pub fn body(&self, id: &str) -> Result<Vec<u8>, QueueError> {
-        let body = self.dir.join(format!("{id}.eml"));
-        fs::read(&body).map_err(io("read", &body))
+        self.read(id).map(|(_, body)| body)
     }
 
     /// Every record in the spool (unreadable ones are skipped with a warning).
@@ -289,14 +333,11 @@ impl Queue {
         let mut out = Vec::new();
         for e in entries.flatten() {
             let p = e.path();
-            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            if p.extension().and_then(|x| x.to_str()) != Some("msg") {
                 continue;
             }
-            match fs::read(&p)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<QueuedMessage>(&b).ok())
-            {
-                Some(r) => out.push(r),
+            match fs::read(&p).ok().and_then(|b| decode(b, &p).ok()) {
+                Some((r, _)) => out.push(r),
                 None => tracing::warn!(path = %p.display(), "unreadable queue record skipped"),
             }
         }
@@ -320,6 +361,32 @@ impl Queue {
     }
 }
 
+/// A spool file: the record as one line of JSON, then the message.
+fn encode(record: &QueuedMessage, message: &[u8], path: &Path) -> Result<Vec<u8>, QueueError> {
+    let mut bytes = serde_json::to_vec(record).map_err(|e| QueueError::Record {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    bytes.extend_from_slice(message);
+    Ok(bytes)
+}
+
+/// Splits a spool file into its record and its message.
+fn decode(mut bytes: Vec<u8>, path: &Path) -> Result<(QueuedMessage, Vec<u8>), QueueError> {
+    let bad = |message: String| QueueError::Record {
+        path: path.to_path_buf(),
+        message,
+    };
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| bad("no record line".into()))?;
+    let record = serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(e.to_string()))?;
+    bytes.drain(..=nl);
+    Ok((record, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,11 +402,22 @@ mod tests {
                 b"Subject: t\r\n\r\nhi\r\n",
             )
             .unwrap();
+        let files: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one spool file per message");
         let list = q.list();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].id, id);
         assert_eq!(list[0].recipients[0].state, RcptState::Pending);
         assert_eq!(q.body(&id).unwrap(), b"Subject: t\r\n\r\nhi\r\n");
+        let mut record = q.load(&id).unwrap();
+        record.attempts = 1;
+        record.next_attempt = 42;
+        q.save(&record).unwrap();
+        let (back, body) = q.read(&id).unwrap();
+        assert_eq!((back.attempts, back.next_attempt), (1, 42));
+        assert_eq!(body, b"Subject: t\r\n\r\nhi\r\n", "save keeps the body");
+        assert_eq!(q.due(41), Vec::<String>::new());
+        assert_eq!(q.due(42), vec![id.clone()]);
         assert_eq!(q.due(now_secs()), vec![id.clone()]);
         assert_eq!(
             Queue::open(&dir).unwrap().due(0),
@@ -348,6 +426,22 @@ mod tests {
         );
         q.remove(&id).unwrap();
         assert!(q.list().is_empty());
+        // A spool of the earlier layout (record and body apart) is converted.
+        let legacy = QueuedMessage {
+            id: "legacy1".into(),
+            ..record
+        };
+        fs::write(
+            dir.join("legacy1.json"),
+            serde_json::to_vec(&legacy).unwrap(),
+        )
+        .unwrap();
+        fs::write(dir.join("legacy1.eml"), b"Subject: old\r\n\r\nx\r\n").unwrap();
+        let q = Queue::open(&dir).unwrap();
+        assert_eq!(q.due(0), vec!["legacy1".to_string()]);
+        assert_eq!(q.body("legacy1").unwrap(), b"Subject: old\r\n\r\nx\r\n");
+        assert!(!dir.join("legacy1.json").exists() && !dir.join("legacy1.eml").exists());
+        q.remove("legacy1").unwrap();
         assert!(q.due(now_secs()).is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }

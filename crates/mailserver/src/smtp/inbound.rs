@@ -12,7 +12,7 @@ use super::reply::{self, Reply};
 use super::session::{Session, Transaction};
 use crate::auth::{DkimVerdict, check_message};
 use crate::config::Action;
-use crate::filter::{FilterInput, run_stage};
+use crate::filter::{FilterError, FilterInput, Refusal, StageResult, run_stage};
 use crate::server::Context;
 use crate::store::{INBOX, JUNK};
 
@@ -60,16 +60,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 folder = JUNK.to_string();
             }
         }
-        let input = FilterInput {
-            message: &message,
-            authenticated: false,
-            mail_from: &tx.mail_from,
-            rcpt_to: &tx.local,
-            spf: spf.keyword(),
-            dkim: results.dkim_keyword,
-            dmarc: results.dmarc_keyword,
-        };
-        let stage = match run_stage(&ctx.filters, &input) {
+        let keywords = [spf.keyword(), results.dkim_keyword, results.dmarc_keyword];
+        let (message, stage) =
+            filter_stage(&ctx, message, false, &tx.mail_from, &tx.local, keywords).await;
+        let stage = match stage {
             Ok(Ok(stage)) => stage,
             Ok(Err(refusal)) => return Reply::new(refusal.code, refusal.status, refusal.text),
             Err(e) => {
@@ -109,6 +103,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
     }
+}
+
+/// What the filter stage decided.
+pub(super) type StageOutcome = Result<Result<StageResult, Refusal>, FilterError>;
+
+/// Runs the filter stage on a blocking thread and gives the message back:
+/// the filters are CPU work (MIME walk, pattern scans, scoring) that would
+/// otherwise hold one of the runtime's worker threads and stall the I/O of
+/// every other session scheduled on it. `keywords` are the SPF, DKIM and
+/// DMARC result keywords.
+pub(super) async fn filter_stage(
+    ctx: &Arc<Context>,
+    message: Vec<u8>,
+    authenticated: bool,
+    mail_from: &str,
+    rcpt_to: &[String],
+    keywords: [&'static str; 3],
+) -> (Vec<u8>, StageOutcome) {
+    if ctx.filters.is_empty() {
+        return (message, Ok(Ok(StageResult::default())));
+    }
+    let (ctx, mail_from, rcpt_to) = (ctx.clone(), mail_from.to_string(), rcpt_to.to_vec());
+    let joined = tokio::task::spawn_blocking(move || {
+        let [spf, dkim, dmarc] = keywords;
+        let input = FilterInput {
+            message: &message,
+            authenticated,
+            mail_from: &mail_from,
+            rcpt_to: &rcpt_to,
+            spf,
+            dkim,
+            dmarc,
+        };
+        let stage = run_stage(&ctx.filters, &input);
+        (message, stage)
+    })
+    .await;
+    joined.unwrap_or_else(|e| {
+        let failure = FilterError {
+            filter: "filter stage",
+            message: format!("the filter task failed: {e}"),
+        };
+        (Vec::new(), Err(failure))
+    })
 }
 
 /// Delivers `message` into `folder` of every local recipient, on a

@@ -206,15 +206,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Reads more input (flushing replies first), with the command timeout.
     async fn fill(&mut self) -> Result<(), ReadError> {
         self.flush().await.map_err(|_| ReadError::Io)?;
-        let mut chunk = vec![0u8; READ_CHUNK];
-        match tokio::time::timeout(self.params.timeout, self.stream.read(&mut chunk)).await {
+        // Straight into the spare capacity of the input buffer: no zeroed
+        // chunk allocated and copied per read.
+        self.inbuf.reserve(READ_CHUNK);
+        match tokio::time::timeout(self.params.timeout, self.stream.read_buf(&mut self.inbuf)).await
+        {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(_)) => Err(ReadError::Io),
             Ok(Ok(0)) => Err(ReadError::Eof),
-            Ok(Ok(n)) => {
-                self.inbuf.extend_from_slice(&chunk[..n]);
-                Ok(())
-            }
+            Ok(Ok(_)) => Ok(()),
         }
     }
 

@@ -8,10 +8,9 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::headers::{has_header, new_id, received, rfc5322_now};
-use super::inbound::deliver_local;
+use super::inbound::{deliver_local, filter_stage};
 use super::reply::{self, Reply};
 use super::session::{Session, Transaction};
-use crate::filter::{FilterInput, run_stage};
 use crate::store::INBOX;
 use mail_auth::AuthenticatedMessage;
 
@@ -49,16 +48,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             added.push_str(&format!("Message-ID: <{id}@{}>\r\n", ctx.config.hostname));
         }
         let recipients = tx.recipients();
-        let input = FilterInput {
-            message: &message,
-            authenticated: true,
-            mail_from: &tx.mail_from,
-            rcpt_to: &recipients,
-            spf: "none",
-            dkim: "none",
-            dmarc: "none",
-        };
-        let stage = match run_stage(&ctx.filters, &input) {
+        let (message, stage) = filter_stage(
+            &ctx,
+            message,
+            true,
+            &tx.mail_from,
+            &recipients,
+            ["none", "none", "none"],
+        )
+        .await;
+        let stage = match stage {
             Ok(Ok(stage)) => stage,
             Ok(Err(refusal)) => return Reply::new(refusal.code, refusal.status, refusal.text),
             Err(e) => {
