@@ -11,22 +11,13 @@ filters' share shows. Target: <= 25 MB RSS at idle with the filters loaded.
 Bounded: two server starts, a few seconds each. Needs the release binary
 (make build).
 """
-import json, os, re, shutil, socket, subprocess, sys, tempfile, time
+import json, os, re, shutil, subprocess, sys, tempfile, time
+
+from benchlib import wait_tcp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABCTL = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/labctl")
 IDLE = 3.0  # seconds of idle before reading
-
-
-def wait_tcp(host, port, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def status(pid):
@@ -45,7 +36,7 @@ def measure(config, server):
     try:
         t0 = time.time()
         for port in server["ports"].values():
-            if not wait_tcp(server["ip"], port):
+            if not wait_tcp(server["ip"], port, 20.0):
                 sys.exit(f"serve-mail did not listen on {server['ip']}:{port}")
         ready = time.time() - t0
         time.sleep(IDLE)
@@ -68,7 +59,7 @@ def main():
         dns = subprocess.Popen([LABCTL, "serve-dns", "--zones", os.path.join(tmp, "dns"),
                                 "--listen", f"{lab['dns']['ip']}:{lab['dns']['port']}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_tcp(lab["dns"]["ip"], lab["dns"]["port"]):
+        if not wait_tcp(lab["dns"]["ip"], lab["dns"]["port"], 20.0):
             sys.exit("serve-dns did not start")
         server = lab["servers"][0]
         config = os.path.join(tmp, "servers", server["hostname"], "config.yaml")

@@ -32,8 +32,10 @@ BENCH_PF_NET (Postfix instances, default 127.212.<pid>), BENCH_NO_INSTALL=1
 (do not apt-get install postfix when it is missing), BENCH_KEEP=1 (keep the
 temporary folder with logs and transcripts).
 """
-import argparse, json, os, resource, shutil, signal, smtplib, socket, ssl, subprocess, sys
+import argparse, json, os, resource, shutil, signal, smtplib, ssl, subprocess, sys
 import tempfile, threading, time
+
+from benchlib import stop_proc, wait_tcp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABCTL = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/labctl")
@@ -41,17 +43,6 @@ CLIENTS = 16
 PER_CLIENT = {1: 60, 100: 15}  # messages per client by size in KiB
 TIME_LIMIT = 120.0  # per run
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def wait_tcp(host, port, timeout=15.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def pct(values, p):
@@ -114,15 +105,6 @@ class Teardown:
                 fn()
             except Exception as e:  # noqa: BLE001 - teardown goes on
                 print(f"teardown: {e!r}", file=sys.stderr)
-
-
-def stop_proc(p):
-    p.terminate()
-    try:
-        p.wait(5)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(5)
 
 
 def load(target, size_kib, per_client):

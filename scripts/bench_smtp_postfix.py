@@ -37,6 +37,8 @@ smtpd_peername_lookup = no (no reverse DNS through the system resolver).
 """
 import os, shutil, subprocess, sys, time
 
+from benchlib import stop_proc
+
 PF_DIR = "postfix"
 SUB_PORT, MX_PORT = 10587, 10025
 
@@ -184,14 +186,7 @@ def opendkim(base, name, settings, down):
     log_file = open(os.path.join(base, f"{name}.log"), "w")
     p = subprocess.Popen(["opendkim", "-f", "-x", conf], stdout=log_file, stderr=log_file)
 
-    def halt():
-        p.terminate()
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-    down.add(halt)
+    down.add(lambda: stop_proc(p))
     end = time.time() + 15
     while time.time() < end and not os.path.exists(sock) and p.poll() is None:
         time.sleep(0.05)
