@@ -385,3 +385,34 @@ fn the_binary_is_static() {
         );
     }
 }
+
+/// The rendered compose.yml is a valid Compose file (checked by Debian's
+/// docker-compose without starting anything): the same three containers,
+/// network and volumes as `labctl up`, with the project's labels.
+#[test]
+fn compose_file_is_valid_for_docker_compose() {
+    if !have_tool("docker-compose") {
+        assert!(!crate::common::in_ci(), "docker-compose is required in CI");
+        eprintln!("SKIPPED: no docker-compose");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    render(4, tmp.path(), &[]);
+    let o = run(Command::new("docker-compose")
+        .args(["-p", "lab04", "-f", "compose.yml", "config"])
+        .current_dir(tmp.path()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config: serde_yaml::Value = serde_yaml::from_str(&stdout(&o)).unwrap();
+    let services = config["services"].as_mapping().expect("services");
+    assert_eq!(services.len(), 3, "{config:?}");
+    for (_, s) in services {
+        assert_eq!(
+            s["image"].as_str(),
+            Some(&*format!("labctl:{}", env!("CARGO_PKG_VERSION")))
+        );
+        assert_eq!(s["labels"]["io.labctl.lab"].as_str(), Some("04"), "{s:?}");
+        assert_eq!(s["read_only"].as_bool(), Some(true));
+        assert_eq!(s["user"].as_str(), Some("1000:1000"));
+    }
+    assert_eq!(config["networks"]["lab"]["name"].as_str(), Some("lab04"));
+}
