@@ -531,3 +531,78 @@ fn docker_verify_passes_on_all_15_variants() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
+
+/// The rendered compose.yml brings up a lab that `verify` passes, found by
+/// its labels from another folder, and `labctl down` removes it.
+#[test]
+fn docker_compose_file_runs_a_lab_that_verify_passes() {
+    let _l = lock();
+    if !docker_available() {
+        return;
+    }
+    if !have_tool("docker-compose") {
+        assert!(!in_ci(), "docker-compose is required in CI");
+        eprintln!("SKIPPED: no docker-compose");
+        return;
+    }
+    let uid = labctl::runtime::current_uid();
+    let container_uid = labctl::runtime::docker::CONTAINER_UID;
+    if uid != 0 && uid != container_uid {
+        eprintln!("SKIPPED: the servers (uid {container_uid}) could not read files of uid {uid}");
+        return;
+    }
+    let _cleanup = Cleanup { networks: vec![] };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab-02");
+    ok(
+        &run(labctl()
+            .args(["render", "--variant", "2", "--dir"])
+            .arg(&dir)),
+        "render",
+    );
+    ok(&run(labctl().arg("image")), "image");
+    if uid == 0 {
+        let owner = format!("{container_uid}:{container_uid}");
+        ok(
+            &run(Command::new("chown").args(["-R", &owner]).arg(&dir)),
+            "chown",
+        );
+    }
+    let compose = |args: &[&str]| {
+        run(Command::new("docker-compose")
+            .args(["-p", "lab02", "-f", "compose.yml"])
+            .args(args)
+            .current_dir(&dir))
+    };
+    // Every object compose makes carries the project's labels, so the
+    // Cleanup guard (`labctl down --all --purge`) removes them on failure too.
+    ok(&compose(&["up", "-d"]), "docker-compose up -d");
+    // Ready when every mail port answers (compose does not wait).
+    let lab: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).unwrap()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for s in lab["servers"].as_array().unwrap() {
+        for port in ["smtp", "submission", "imaps", "pop3s"] {
+            let addr: SocketAddr = format!("{}:{}", s["ip"].as_str().unwrap(), s["ports"][port])
+                .parse()
+                .unwrap();
+            while TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{addr} ({port}) does not answer"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let (o, json) = verify_json(2, &[]);
+    assert_eq!(o.status.code(), Some(0), "{:#?}", failures(&json));
+    // Network and volumes carry the labels too: `down --purge` removes all.
+    let o = run(labctl()
+        .args(["down", "--variant", "2", "--purge"])
+        .current_dir("/"));
+    ok(&o, "down --variant 2 --purge");
+    for kind in ["container", "network", "volume"] {
+        assert!(ours(kind).is_empty(), "{kind}s left: {:?}", ours(kind));
+    }
+}
