@@ -89,6 +89,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Re-executes this process with the containers' glibc malloc tunables
+/// ([`MALLOC_TUNABLES`](crate::runtime::docker::MALLOC_TUNABLES)) when
+/// `GLIBC_TUNABLES` is not set (glibc reads it only at start), so mail
+/// servers outside Docker (`up --runtime local`, `serve-mail` by hand) give
+/// freed memory back the same way. Returns when the variable is set already
+/// or the re-exec is not possible (then the process goes on as it is).
+pub fn ensure_malloc_tunables() {
+    use std::os::unix::process::CommandExt;
+    let Some((key, value)) = crate::runtime::docker::MALLOC_TUNABLES.split_once('=') else {
+        return;
+    };
+    if std::env::var_os(key).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(key, value)
+        .exec();
+    eprintln!(
+        "note: cannot restart {} with {key} set ({error}); going on without",
+        exe.display()
+    );
+}
+
 /// Logging of the servers: JSON lines on stderr (what `docker logs` shows),
 /// level from `RUST_LOG` (default `info`; hickory-server's own two lines per
 /// DNS query only from `warn`, the DNS query log has them as JSON already).

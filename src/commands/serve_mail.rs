@@ -22,6 +22,7 @@ pub fn run(args: &ServeMailArgs) -> anyhow::Result<ExitCode> {
             .context("cannot write the compiled rules")?;
         return Ok(ExitCode::SUCCESS);
     }
+    crate::commands::ensure_malloc_tunables();
     crate::commands::init_server_logging();
     if config.scanner.engine == "builtin" {
         config.scanner.precompiled = compile_in_child(&args.config)?;

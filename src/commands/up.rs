@@ -49,6 +49,7 @@ pub fn run(catalog: &Catalog, args: &UpArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         RuntimeKind::Local => {
+            crate::commands::ensure_malloc_tunables();
             let (plan, _) = {
                 let _lock = lock::lock(args.render.variant)?;
                 plan_and_render(catalog, &args.render)?
