@@ -315,6 +315,23 @@ assert p.stat()[0] == 2, p.stat()
 resp, uidl2, _ = p.uidl()
 assert [u.split()[1] for u in uidl2] == [u.split()[1] for u in uidl[:2]], (uidl, uidl2)
 p.quit()
+
+# RFC 1939 §6: the maildrop is released by the time QUIT is answered (not
+# when the connection closes), so a client that sends PASS on its next
+# session as soon as it reads that answer is never told [IN-USE].
+p = POP3_SSL_IP(host, int(port995), context=ctx)
+p.user(user); p.pass_(pw)
+for round in range(100):
+    q = POP3_SSL_IP(host, int(port995), context=ctx)
+    q.user(user)
+    assert p._shortcmd('QUIT').startswith(b'+OK')
+    try:
+        q.pass_(pw)
+    except poplib.error_proto as e:
+        raise SystemExit(f'round {round}: login right after QUIT refused: {e}')
+    p.close()
+    p = q
+p.quit()
 print('ok')
 "#;
 

@@ -429,18 +429,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             "QUIT" => {
                 // RFC 1939 §6: the UPDATE state removes the marked messages.
                 let uids: Vec<u32> = deleted.iter().map(|&i| messages[i].0).collect();
-                match self.ctx.store.expunge(&address, INBOX, &uids) {
-                    Ok(removed) => {
-                        self.send(&format!("+OK Bye; {} messages removed", removed.len()))
-                            .await;
-                    }
+                let reply = match self.ctx.store.expunge(&address, INBOX, &uids) {
+                    Ok(removed) => format!("+OK Bye; {} messages removed", removed.len()),
                     Err(e) => {
                         tracing::warn!(error = %e, "pop3 update");
-                        self.send("-ERR [SYS/TEMP] Some messages could not be removed")
-                            .await;
+                        "-ERR [SYS/TEMP] Some messages could not be removed".to_string()
                     }
-                }
+                };
+                // Release the maildrop lock before the reply: a client that
+                // reconnects as soon as it reads it must not find it held.
                 self.drop = None;
+                self.send(&reply).await;
                 false
             }
             "USER" | "PASS" | "STLS" => self.send("-ERR Already logged in").await,
