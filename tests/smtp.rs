@@ -719,6 +719,133 @@ fn tls_verified_by_openssl() {
     }
 }
 
+/// One swaks conversation with server `i`'s service `port`; `args` add the
+/// TLS, AUTH and envelope options. Returns the exit status and the dialogue.
+fn swaks(lab: &Lab, i: usize, port: &str, args: &[&str]) -> (bool, String) {
+    let addr = lab.lab.addr(i, port);
+    let out = run(Command::new("swaks")
+        .args(["--server", &addr.ip().to_string()])
+        .args(["--port", &addr.port().to_string()])
+        .args(["--helo", "swaks.client.test", "--timeout", "20"])
+        .args(args)
+        .stdin(std::process::Stdio::null()));
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+/// swaks (another independent client) against both submission ports and the
+/// MX: STARTTLS and implicit TLS verified against the lab CA, AUTH PLAIN and
+/// LOGIN, delivery with dkim=pass; a wrong password, relay without AUTH and
+/// a spoofed sender refused with their codes.
+#[test]
+fn swaks_submits_and_is_refused_where_it_must_be() {
+    if !have_tool("swaks") || !have_tool(python3()) {
+        return;
+    }
+    let lab = Lab::start(7);
+    let ca = lab.lab.ca_cert();
+    let ca = ca.to_str().unwrap();
+    let (user, password) = lab.mailbox(0, 0);
+    let (other, _) = lab.mailbox(0, 1);
+    let (to, _) = lab.mailbox(1, 0);
+    let tls = ["--tls-verify", "--tls-ca-path", ca];
+
+    for (port, tls_mode, mech) in [
+        ("submission", "--tls", "PLAIN"),
+        ("submissions", "--tls-on-connect", "LOGIN"),
+    ] {
+        let subject = format!("swaks over {port}");
+        let (ok, dialogue) = swaks(
+            &lab,
+            0,
+            port,
+            &[
+                &[tls_mode][..],
+                &tls,
+                &["--auth", mech, "--auth-user", &user, "--auth-password"],
+                &[&password, "--from", &user, "--to", &to],
+                &["--h-Subject", &subject, "--body", "Sent by swaks."],
+            ]
+            .concat(),
+        );
+        assert!(ok, "swaks on {port}: {dialogue}");
+        assert!(
+            dialogue.contains("235 2.7.0") && dialogue.contains("250 2.0.0 Message accepted"),
+            "{dialogue}"
+        );
+        let got = wait_for_message(
+            &lab.maildir_new(1, &to),
+            &format!("Subject: {subject}"),
+            Duration::from_secs(30),
+        );
+        assert_eq!(lab.dkim_verify(&got), format!("PASS {}", lab.lab.domain(0)));
+        let fields = headers(&got);
+        let ar = field(&fields, "Authentication-Results");
+        assert!(
+            ar[0].contains("dkim=pass") && ar[0].contains("spf=pass"),
+            "{ar:?}"
+        );
+    }
+
+    // RFC 4954 §6: a wrong password is 535 5.7.8.
+    let (ok, dialogue) = swaks(
+        &lab,
+        0,
+        "submission",
+        &[
+            &["--tls"][..],
+            &tls,
+            &[
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                &user,
+                "--auth-password",
+                "wrong",
+            ],
+            &["--from", &user, "--to", &to],
+        ]
+        .concat(),
+    );
+    assert!(!ok && dialogue.contains("535 5.7.8"), "{dialogue}");
+
+    // The authenticated user may only send as itself.
+    let (ok, dialogue) = swaks(
+        &lab,
+        0,
+        "submission",
+        &[
+            &["--tls"][..],
+            &tls,
+            &["--auth", "PLAIN", "--auth-user", &user, "--auth-password"],
+            &[&password, "--from", &other, "--to", &to],
+        ]
+        .concat(),
+    );
+    assert!(!ok && dialogue.contains("553 5.7.1"), "{dialogue}");
+
+    // No open relay: the MX refuses a foreign domain without AUTH.
+    let (ok, dialogue) = swaks(
+        &lab,
+        0,
+        "smtp",
+        &[
+            &["--tls"][..],
+            &tls,
+            &[
+                "--from",
+                "someone@example.org",
+                "--to",
+                "victim@example.net",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!ok && dialogue.contains("554 5.7.1"), "{dialogue}");
+}
+
 /// SIGKILL right after `250`: the receiving side has the message in the
 /// Maildir; the sending side delivers it from the queue after a restart.
 #[test]
