@@ -264,6 +264,23 @@ fn send_inspect_and_trace_show_the_real_message() {
     assert!(traced.contains("<== TLS from here on"), "{traced}");
     assert!(traced.contains("C~ AUTH PLAIN ***"), "{traced}");
     assert!(traced.contains(&format!("C~ RCPT TO:<{to}>")), "{traced}");
+    // The first message of a fresh lab: the sender looked up the MX, the
+    // receiver the SPF record and the DKIM key, in the lab DNS's query log.
+    for (server, lookup) in [
+        (&d1, format!(" {d2}. MX -> NOERROR")),
+        (&d2, format!(" {d1}. TXT -> NOERROR")),
+        (&d2, format!(" lab._domainkey.{d1}. TXT -> NOERROR")),
+    ] {
+        let section = traced
+            .split(&format!("DNS lookups by mail.{server} on the way:"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no DNS lookups by mail.{server}: {traced}"));
+        let section = section.split("DNS lookups by").next().unwrap();
+        assert!(
+            section.contains(&lookup),
+            "{lookup:?} by {server}: {traced}"
+        );
+    }
     // Without --message-id: the last delivered message, the same one.
     let out = run(labctl().args(["trace", "--dir"]).arg(r.lab.path()));
     assert!(

@@ -160,17 +160,22 @@ pub fn run(
     print!("{}", trace::render(&hops));
     // DNS lookups the lab's servers made between the first and the last hop
     // (the sender: MX and A of the next hop; the receiver: SPF, DKIM, DMARC).
-    if let (Ok(log), Some(first), Some(last)) = (
-        runtime.block_on(lab.dns_query_lines()),
-        hops.first(),
-        hops.last(),
-    ) {
+    if let (Some(first), Some(last)) = (hops.first(), hops.last()) {
+        let log = match runtime.block_on(lab.dns_query_lines()) {
+            Ok(log) => log,
+            Err(e) => {
+                println!("DNS lookups: the lab DNS's query log could not be read: {e}");
+                Vec::new()
+            }
+        };
         let end = last.entries.last().map(|e| e.time.as_str()).unwrap_or("");
+        let mut any = false;
         for server in &lab.servers {
             let queries = trace::dns_between(&log, &server.ip.to_string(), first.start(), end);
             if queries.is_empty() {
                 continue;
             }
+            any = true;
             println!("DNS lookups by {} on the way:", server.hostname);
             for q in queries {
                 println!(
@@ -181,6 +186,12 @@ pub fn run(
                     q.rcode
                 );
             }
+        }
+        if !any && !log.is_empty() {
+            println!(
+                "DNS lookups: none reached the lab DNS while this message travelled; the servers'\n  \
+                 resolvers answered from their caches (records seen within their TTL)"
+            );
         }
     }
     if bad > 0 {

@@ -205,13 +205,18 @@ impl LocalLab {
             .join(format!("mail.{}", self.domain(i)))
     }
 
-    /// Starts `labctl serve-dns` for this lab and waits until it answers on TCP.
+    /// Starts `labctl serve-dns` for this lab, with its query log where the
+    /// local runtime keeps it, and waits until it answers on TCP.
     pub fn spawn_dns(&self) -> Guard {
         let addr = self.dns_addr();
+        let query_log = self.path().join("data/dns/queries.jsonl");
+        std::fs::create_dir_all(query_log.parent().unwrap()).expect("create data/dns");
         let child = labctl()
             .args(["serve-dns", "--zones"])
             .arg(self.path().join("dns"))
             .args(["--listen", &addr.to_string()])
+            .arg("--query-log")
+            .arg(&query_log)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -153,7 +153,8 @@ impl Context {
                 ),
                 source,
             })?;
-        let authenticator = crate::auth::resolver(config.dns.server).map_err(Error::Setup)?;
+        let authenticator = crate::auth::resolver(config.dns.server, config.listen.address)
+            .map_err(Error::Setup)?;
         let signer =
             Signer::load(&config.dkim, &config.domain).map_err(|e| Error::Setup(e.to_string()))?;
         let queue_dir = config.data_dir.join("queue");

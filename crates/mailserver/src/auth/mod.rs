@@ -30,12 +30,18 @@ use mail_auth::{
 pub use sign::{Signer, SignerError};
 
 /// Builds the one resolver of the server: only `server` is asked, over UDP
-/// and TCP, with no hosts file and no search domains.
-pub fn resolver(server: SocketAddr) -> Result<MessageAuthenticator, String> {
+/// and TCP, with no hosts file and no search domains. Queries leave from
+/// `source` (the server's own address, unless unspecified), so the lab DNS's
+/// query log tells which server asked, in the local runtime too.
+pub fn resolver(server: SocketAddr, source: IpAddr) -> Result<MessageAuthenticator, String> {
+    let bind_addr = (!source.is_unspecified() && source.is_ipv4() == server.is_ipv4())
+        .then(|| SocketAddr::new(source, 0));
     let mut udp = ConnectionConfig::udp();
     udp.port = server.port();
+    udp.bind_addr = bind_addr;
     let mut tcp = ConnectionConfig::tcp();
     tcp.port = server.port();
+    tcp.bind_addr = bind_addr;
     let mut ns = NameServerConfig::udp_and_tcp(server.ip());
     ns.connections = vec![udp, tcp];
     let config = ResolverConfig::from_parts(None, vec![], vec![ns]);
