@@ -93,7 +93,7 @@ impl Conn {
     /// Connects to `addr`, leaving from `bind` when given (a source address
     /// on this host, e.g. another lab server's loopback address).
     pub async fn connect(addr: SocketAddr, bind: Option<IpAddr>) -> Result<Self, ClientError> {
-        let err = |source| ClientError::Connect { addr, source };
+        let err = |error| ClientError::Connect { addr, error };
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
         } else {

@@ -31,16 +31,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// Connecting failed.
-    #[error("cannot connect to {addr}: {source}")]
+    /// Connecting failed. The cause is part of the message (verify shows it
+    /// as evidence), so it is not also reported as the error's source.
+    #[error("cannot connect to {addr}: {error}{}", connect_hint(error))]
     Connect {
         /// Where to.
         addr: std::net::SocketAddr,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Reading or writing failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The peer did not answer in time.
     #[error("no answer within {0:?}")]
@@ -49,12 +50,12 @@ pub enum ClientError {
     #[error("connection closed by the server")]
     Closed,
     /// The TLS handshake failed (certificate not trusted, wrong name...).
-    #[error("TLS handshake with {name} failed: {source}")]
+    #[error("TLS handshake with {name} failed: {error}")]
     Tls {
         /// The server name that was expected.
         name: String,
         /// The cause (rustls's error names the certificate problem).
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// TLS setup failed (the CA file).
     #[error("TLS setup: {0}")]
@@ -65,4 +66,13 @@ pub enum ClientError {
     /// A DNS lookup failed.
     #[error("DNS: {0}")]
     Dns(String),
+}
+
+/// What to do about a refused connection: nothing listens on that address.
+fn connect_hint(error: &std::io::Error) -> &'static str {
+    if error.kind() == std::io::ErrorKind::ConnectionRefused {
+        " (nothing listens there: is the lab up? `labctl status`)"
+    } else {
+        ""
+    }
 }

@@ -69,9 +69,9 @@ impl Tls {
         self.connector
             .connect(name, tcp)
             .await
-            .map_err(|source| ClientError::Tls {
+            .map_err(|error| ClientError::Tls {
                 name: server_name.to_string(),
-                source,
+                error,
             })
     }
 }
