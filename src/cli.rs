@@ -14,7 +14,7 @@ use crate::plan::RuntimeKind;
     name = "labctl",
     version,
     about,
-    after_help = "Examples:\n  labctl up --variant 7     bring the lab of variant 7 up on Docker\n  labctl verify             check every requirement of the assignment\n  labctl down               remove it again\n\nExit codes: 0 ok, 1 a check failed, 2 usage error, 3 environment problem."
+    after_help = "Examples:\n  labctl up --variant 7     bring the lab of variant 7 up on Docker\n  labctl verify             check every requirement of the assignment\n  labctl down               remove it again\n\nEnvironment:\n  LABCTL_INSTANCE=NAME       a separate set of labs, named NAME-labNN, that other sets\n                             do not see or remove (the test suite runs as `test`)\n\nExit codes: 0 ok, 1 a check failed, 2 usage error, 3 environment problem."
 )]
 pub struct Cli {
     /// Folder of extra variant files (NN.yaml) that add to or override the built-in ones.

@@ -15,7 +15,23 @@ use std::time::Duration;
 use labctl::runtime::labels;
 use serde_json::Value;
 
-use crate::common::{have_tool, in_ci, labctl, lock_labs as lock, run, stderr, stdout};
+use crate::common::{INSTANCE, have_tool, in_ci, labctl, lock_labs as lock, run, stderr, stdout};
+
+/// The tests' labs use 10.78.N.0/24, so they run beside a user's lab of the
+/// same variant (10.77.N.0/24, and another instance: see `common::INSTANCE`).
+fn subnet(variant: u32) -> String {
+    format!("10.78.{variant}.0/24")
+}
+
+/// The name of the tests' lab `variant` (`test-lab07`).
+fn lab_name(variant: u32) -> String {
+    format!("{INSTANCE}-lab{variant:02}")
+}
+
+/// The Docker label filter of the tests' instance.
+fn instance_filter() -> String {
+    format!("label={}={INSTANCE}", labels::INSTANCE)
+}
 
 /// True when the engine answers; otherwise the test is skipped (fails in CI).
 fn docker_available() -> bool {
@@ -31,7 +47,7 @@ fn docker_available() -> bool {
     ok
 }
 
-/// Removes every lab (and a test network) when dropped.
+/// Removes every lab of the tests' instance (and a test network) when dropped.
 struct Cleanup {
     networks: Vec<String>,
 }
@@ -53,7 +69,7 @@ fn docker(args: &[&str]) -> String {
 
 /// Names or ids listed by `docker <kind> ls` for objects with our label.
 fn ours(kind: &str) -> BTreeSet<String> {
-    let filter = format!("label={}", labels::LAB);
+    let filter = instance_filter();
     let args: Vec<&str> = match kind {
         "container" => vec!["ps", "-a", "-q", "--no-trunc", "--filter", &filter],
         "network" => vec!["network", "ls", "-q", "--filter", &filter],
@@ -64,10 +80,19 @@ fn ours(kind: &str) -> BTreeSet<String> {
 
 fn container_ids(variant: u32) -> BTreeSet<String> {
     let filter = format!("label={}={variant:02}", labels::LAB);
-    docker(&["ps", "-q", "--no-trunc", "--filter", &filter])
-        .lines()
-        .map(str::to_string)
-        .collect()
+    docker(&[
+        "ps",
+        "-a",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &filter,
+        "--filter",
+        &instance_filter(),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
 }
 
 fn ok(o: &Output, what: &str) {
@@ -88,6 +113,8 @@ fn up(variant: u32, dir: &std::path::Path) -> Output {
             &variant.to_string(),
             "--timeout",
             "60",
+            "--subnet",
+            &subnet(variant),
             "--dir",
         ])
         .arg(dir.join(format!("lab-{variant:02}"))))
@@ -103,15 +130,19 @@ fn check_status_schema(j: &Value, variant: u64) {
         ca.starts_with('/') && std::path::Path::new(ca).exists(),
         "{ca}"
     );
-    assert_eq!(j["dns"]["ip"], format!("10.77.{variant}.53"));
+    let net = format!("10.78.{variant}");
+    assert_eq!(j["dns"]["ip"], format!("{net}.53"));
     assert_eq!(j["dns"]["port"], 53);
     let servers = j["servers"].as_array().expect("servers");
     assert_eq!(servers.len(), 2);
     for (s, host) in servers.iter().zip([11, 12]) {
         let domain = s["domain"].as_str().expect("domain");
         assert_eq!(s["hostname"], format!("mail.{domain}"));
-        assert_eq!(s["ip"], format!("10.77.{variant}.{host}"));
-        assert_eq!(s["container"], format!("lab{variant:02}-mail.{domain}"));
+        assert_eq!(s["ip"], format!("{net}.{host}"));
+        assert_eq!(
+            s["container"],
+            format!("{}-mail.{domain}", lab_name(variant as u32))
+        );
         assert_eq!(s["state"], "running");
         let ports = s["ports"].as_object().expect("ports");
         let names: Vec<&str> = ports.keys().map(String::as_str).collect();
@@ -240,9 +271,17 @@ fn docker_lab_up_converges_runs_beside_others_and_goes_down() {
     assert!(container_ids(1).is_empty());
     let filter = format!("label={}=01", labels::LAB);
     assert_eq!(
-        docker(&["volume", "ls", "-q", "--filter", &filter])
-            .lines()
-            .count(),
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &filter,
+            "--filter",
+            &instance_filter()
+        ])
+        .lines()
+        .count(),
         2
     );
     // ... `--purge` removes everything, lab directories included.
@@ -283,7 +322,7 @@ fn docker_taken_subnet_is_refused_naming_the_network() {
         "--label",
         &format!("{}=test", labels::LAB),
         "--subnet",
-        "10.77.9.0/24",
+        &subnet(9),
         name,
     ]);
     let tmp = tempfile::tempdir().unwrap();
@@ -452,7 +491,7 @@ fn docker_smoke_up_send_trace_verify_train_down_variant_7() {
         assert_eq!(c["result"], "pass", "{c}");
     }
     let evidence = json.to_string();
-    assert!(evidence.contains("injected from 10.77.7.11"), "{evidence}");
+    assert!(evidence.contains("injected from 10.78.7.11"), "{evidence}");
     assert!(evidence.contains("transcript found"), "{evidence}");
 
     // spam train: the messages go into the volumes and are trained there;
@@ -492,12 +531,7 @@ fn docker_smoke_up_send_trace_verify_train_down_variant_7() {
         .args(["down", "--variant", "7", "--purge"])
         .current_dir("/"));
     ok(&o, "down --variant 7 --purge");
-    let filter = format!("label={}=07", labels::LAB);
-    assert!(
-        docker(&["ps", "-a", "-q", "--filter", &filter])
-            .trim()
-            .is_empty()
-    );
+    assert!(container_ids(7).is_empty());
 }
 
 /// `verify` passes on every variant on Docker, five labs at a time (their
@@ -556,7 +590,7 @@ fn docker_compose_file_runs_a_lab_that_verify_passes() {
     let dir = tmp.path().join("lab-02");
     ok(
         &run(labctl()
-            .args(["render", "--variant", "2", "--dir"])
+            .args(["render", "--variant", "2", "--subnet", &subnet(2), "--dir"])
             .arg(&dir)),
         "render",
     );
@@ -570,7 +604,7 @@ fn docker_compose_file_runs_a_lab_that_verify_passes() {
     }
     let compose = |args: &[&str]| {
         run(Command::new("docker-compose")
-            .args(["-p", "lab02", "-f", "compose.yml"])
+            .args(["-p", &lab_name(2), "-f", "compose.yml"])
             .args(args)
             .current_dir(&dir))
     };

@@ -396,23 +396,47 @@ fn compose_file_is_valid_for_docker_compose() {
         eprintln!("SKIPPED: no docker-compose");
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    render(4, tmp.path(), &[]);
-    let o = run(Command::new("docker-compose")
-        .args(["-p", "lab04", "-f", "compose.yml", "config"])
-        .current_dir(tmp.path()));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let config: serde_yaml::Value = serde_yaml::from_str(&stdout(&o)).unwrap();
-    let services = config["services"].as_mapping().expect("services");
-    assert_eq!(services.len(), 3, "{config:?}");
-    for (_, s) in services {
-        assert_eq!(
-            s["image"].as_str(),
-            Some(&*format!("labctl:{}", env!("CARGO_PKG_VERSION")))
-        );
-        assert_eq!(s["labels"]["io.labctl.lab"].as_str(), Some("04"), "{s:?}");
-        assert_eq!(s["read_only"].as_bool(), Some(true));
-        assert_eq!(s["user"].as_str(), Some("1000:1000"));
+    // Without an instance (what a user gets) and in the tests' instance.
+    for instance in [None, Some(crate::common::INSTANCE)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = labctl();
+        match instance {
+            Some(i) => cmd.env("LABCTL_INSTANCE", i),
+            None => cmd.env_remove("LABCTL_INSTANCE"),
+        };
+        let o = run(cmd
+            .args(["render", "--variant", "4", "--dir"])
+            .arg(tmp.path()));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let name = match instance {
+            Some(i) => format!("{i}-lab04"),
+            None => "lab04".to_string(),
+        };
+        let o = run(Command::new("docker-compose")
+            .args(["-p", &name, "-f", "compose.yml", "config"])
+            .current_dir(tmp.path()));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let config: serde_yaml::Value = serde_yaml::from_str(&stdout(&o)).unwrap();
+        let services = config["services"].as_mapping().expect("services");
+        assert_eq!(services.len(), 3, "{config:?}");
+        for (_, s) in services {
+            assert_eq!(
+                s["image"].as_str(),
+                Some(&*format!("labctl:{}", env!("CARGO_PKG_VERSION")))
+            );
+            assert_eq!(s["labels"]["io.labctl.lab"].as_str(), Some("04"), "{s:?}");
+            assert_eq!(s["labels"]["io.labctl.instance"].as_str(), instance);
+            assert!(
+                s["container_name"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with(&format!("{name}-"))),
+                "{s:?}"
+            );
+            assert_eq!(s["read_only"].as_bool(), Some(true));
+            assert_eq!(s["user"].as_str(), Some("1000:1000"));
+        }
+        let network = &config["networks"]["lab"];
+        assert_eq!(network["name"].as_str(), Some(&*name));
+        assert_eq!(network["labels"]["io.labctl.instance"].as_str(), instance);
     }
-    assert_eq!(config["networks"]["lab"]["name"].as_str(), Some("lab04"));
 }

@@ -25,6 +25,7 @@ use crate::variant::Catalog;
 
 /// Runs one command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    crate::runtime::instance::check().map_err(crate::exit::usage)?;
     let catalog = || Catalog::load(cli.variants_dir.as_deref());
     match cli.command {
         Command::Variants { json } => variants::run(&catalog()?, json),

@@ -111,7 +111,7 @@ pub fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
                     .to_string(),
             };
             table.add_row([
-                format!("lab{:02}", lab.variant),
+                crate::runtime::instance::lab_name(lab.variant),
                 lab.runtime.as_str().to_string(),
                 n.name.clone(),
                 address,

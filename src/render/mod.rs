@@ -239,7 +239,7 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
         &env,
         "compose.yml.j2",
         context! { plan => Serde(plan), subnet_cidr => plan.subnet_cidr(), version => env!("CARGO_PKG_VERSION"), data_dir => CONTAINER_DATA_DIR,
-        lab_dir => CONTAINER_LAB_DIR, dns_port => plan.dns.port },
+        lab_dir => CONTAINER_LAB_DIR, dns_port => plan.dns.port, labels => compose_labels(plan) },
     )?;
     out.write(layout::COMPOSE, &body, 0o644)?;
     out.write(
@@ -255,6 +255,39 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
     )?;
     let files = out.files;
     Ok(Rendered { secrets, files })
+}
+
+/// The labels of every object of compose.yml, the same set `labctl up`
+/// puts on them (minus the convergence hash), as YAML `key: "value"` lines.
+fn compose_labels(plan: &Plan) -> minijinja::Value {
+    use crate::runtime::labels::{Object, labels};
+    let lines = |object: Object<'_>| -> Vec<String> {
+        let sorted: std::collections::BTreeMap<String, String> =
+            labels(plan, object, None).into_iter().collect();
+        sorted
+            .into_iter()
+            .map(|(k, v)| format!("{k}: {}", serde_json::Value::String(v)))
+            .collect()
+    };
+    let per_domain = |volume: bool| -> std::collections::BTreeMap<String, Vec<String>> {
+        plan.servers
+            .iter()
+            .map(|s| {
+                let object = if volume {
+                    Object::Volume(&s.domain)
+                } else {
+                    Object::Mail(&s.domain)
+                };
+                (s.domain.clone(), lines(object))
+            })
+            .collect()
+    };
+    context! {
+        dns => lines(Object::Dns),
+        network => lines(Object::Network),
+        mail => per_domain(false),
+        volume => per_domain(true),
+    }
 }
 
 /// The machine-readable description of the lab (`lab.json`); `status --json`

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::instance;
 use crate::plan::Plan;
 
 /// The lab number, two digits (`07`): present on every object we create.
@@ -20,6 +21,8 @@ pub const HASH: &str = "io.labctl.hash";
 pub const VARIANT: &str = "io.labctl.variant";
 /// The labctl version that created the object.
 pub const VERSION: &str = "io.labctl.version";
+/// The instance (`LABCTL_INSTANCE`, see [`super::instance`]); absent when unset.
+pub const INSTANCE: &str = "io.labctl.instance";
 
 /// Role of the DNS container.
 pub const ROLE_DNS: &str = "dns";
@@ -63,6 +66,9 @@ pub fn labels(plan: &Plan, object: Object<'_>, hash: Option<&str>) -> HashMap<St
         (DIR.to_string(), plan.dir.display().to_string()),
         (VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ]);
+    if let Some(i) = instance::current() {
+        l.insert(INSTANCE.to_string(), i.to_string());
+    }
     if let Some(d) = domain {
         l.insert(DOMAIN.to_string(), d.to_string());
     }
@@ -72,15 +78,60 @@ pub fn labels(plan: &Plan, object: Object<'_>, hash: Option<&str>) -> HashMap<St
     l
 }
 
-/// A Docker `label` filter value: every object of lab `variant`, or of every lab.
-pub fn filter(variant: Option<u32>) -> String {
-    match variant {
-        Some(n) => format!("{LAB}={}", lab_value(n)),
-        None => LAB.to_string(),
-    }
+/// Docker `label` filters (all must match): every object of lab `variant`,
+/// or of every lab, of this instance. Docker cannot select "no instance
+/// label", so without an instance [`variant_of`] drops the other instances'.
+pub fn filters(variant: Option<u32>) -> Vec<String> {
+    filters_in(instance::current(), variant)
 }
 
-/// The lab number in a label set, if it is one of ours.
+fn filters_in(instance: Option<&str>, variant: Option<u32>) -> Vec<String> {
+    let mut f = vec![match variant {
+        Some(n) => format!("{LAB}={}", lab_value(n)),
+        None => LAB.to_string(),
+    }];
+    if let Some(i) = instance {
+        f.push(format!("{INSTANCE}={i}"));
+    }
+    f
+}
+
+/// The lab number in a label set, if it is a lab of this instance.
 pub fn variant_of(labels: &HashMap<String, String>) -> Option<u32> {
+    variant_in(instance::current(), labels)
+}
+
+fn variant_in(instance: Option<&str>, labels: &HashMap<String, String>) -> Option<u32> {
+    if labels.get(INSTANCE).map(String::as_str) != instance {
+        return None;
+    }
     labels.get(LAB)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn each_instance_sees_only_its_labs() {
+        let plain = set(&[(LAB, "07")]);
+        let test = set(&[(LAB, "07"), (INSTANCE, "test")]);
+        assert_eq!(variant_in(None, &plain), Some(7));
+        assert_eq!(variant_in(None, &test), None);
+        assert_eq!(variant_in(Some("test"), &test), Some(7));
+        assert_eq!(variant_in(Some("test"), &plain), None);
+        assert_eq!(variant_in(Some("other"), &test), None);
+        assert_eq!(filters_in(None, Some(7)), ["io.labctl.lab=07"]);
+        assert_eq!(
+            filters_in(Some("test"), None),
+            ["io.labctl.lab", "io.labctl.instance=test"]
+        );
+    }
 }

@@ -33,7 +33,7 @@ pub struct State {
 }
 
 fn state_file(variant: u32) -> PathBuf {
-    state_dir().join(format!("lab{variant:02}.json"))
+    state_dir().join(format!("{}.json", super::instance::lab_name(variant)))
 }
 
 fn alive(pid: u32) -> bool {
@@ -60,7 +60,8 @@ fn states(variant: Option<u32>) -> Vec<State> {
         else {
             continue;
         };
-        if variant.is_some_and(|v| v != state.variant) {
+        // Only this instance's labs: the file is named after the lab.
+        if path != state_file(state.variant) || variant.is_some_and(|v| v != state.variant) {
             continue;
         }
         if alive(state.pid) {

@@ -13,9 +13,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The labctl binary under test.
+/// The instance every test runs in (`LABCTL_INSTANCE`): the tests' labs are
+/// `test-labNN`, so `make test` neither sees nor removes a user's lab.
+pub const INSTANCE: &str = "test";
+
+/// The labctl binary under test, in the tests' instance.
 pub fn labctl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_labctl"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_labctl"));
+    cmd.env("LABCTL_INSTANCE", INSTANCE);
+    cmd
 }
 
 /// Labs are found by variant number across runtimes (Docker labels, local

@@ -123,20 +123,26 @@ impl Docker {
         ))
     }
 
-    /// Containers of lab `variant` (every lab: `None`), running or not.
+    /// Containers of lab `variant` (every lab: `None`) of this instance,
+    /// running or not.
     pub async fn containers(
         &self,
         variant: Option<u32>,
     ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
-        let filters = HashMap::from([("label", vec![labels::filter(variant)])]);
+        let filters = HashMap::from([("label", labels::filters(variant))]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
             .build();
-        self.api
+        let list = self
+            .api
             .list_containers(Some(options))
             .await
-            .map_err(|e| self.err("list containers", e))
+            .map_err(|e| self.err("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter(|c| c.labels.as_ref().and_then(labels::variant_of).is_some())
+            .collect())
     }
 
     /// Every network (Docker's name filter matches substrings, so we filter ourselves).
@@ -147,12 +153,12 @@ impl Docker {
             .map_err(|e| self.err("list networks", e))
     }
 
-    /// Volumes of lab `variant` (every lab: `None`).
+    /// Volumes of lab `variant` (every lab: `None`) of this instance.
     pub async fn volumes(
         &self,
         variant: Option<u32>,
     ) -> Result<Vec<bollard::models::Volume>, RuntimeError> {
-        let filters = HashMap::from([("label", vec![labels::filter(variant)])]);
+        let filters = HashMap::from([("label", labels::filters(variant))]);
         let options = ListVolumesOptionsBuilder::default()
             .filters(&filters)
             .build();
@@ -161,7 +167,12 @@ impl Docker {
             .list_volumes(Some(options))
             .await
             .map_err(|e| self.err("list volumes", e))?;
-        Ok(list.volumes.unwrap_or_default())
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| labels::variant_of(&v.labels).is_some())
+            .collect())
     }
 
     /// The last `tail` log lines of a container (`all` for every line).
