@@ -216,9 +216,13 @@ fn breakdown(name: &str, message: &[u8]) {
     let evaluate = time_of(runs, || {
         black_box(rules.evaluate(black_box(&analysis), &ctx));
     });
+    let phrase_text = time_of(runs, || {
+        black_box(black_box(&analysis).phrase_text());
+    });
     println!(
         "  {name}: MIME parse {parse:.1?}, malware scan {scan:.1?}, spam analysis {analyse:.1?}, \
-         tokens {tokenize:.1?}, classify (tokens included) {classify:.1?}, rules {evaluate:.1?}"
+         tokens {tokenize:.1?}, classify (tokens included) {classify:.1?}, rules {evaluate:.1?} \
+         (phrase text {phrase_text:.1?})"
     );
 }
 

@@ -12,6 +12,12 @@ pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TES
 /// Text analysed at most per message (body text past this is not scored).
 const MAX_TEXT: usize = 256 * 1024;
 
+/// Body text the phrase rules and the classifier's tokens read, at most:
+/// SpamAssassin's `body_part_scan_size` (50,000 bytes, which it applies per
+/// text part), "safer and faster scanning of large messages". What makes a
+/// message spam is at its start; URLs and links are still counted further.
+pub const BODY_SCAN_SIZE: usize = 50_000;
+
 static URL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)\bhttps?://([^\s/?#<>"'()\[\]]+)[^\s<>"']*"#).expect("url regex")
 });
@@ -208,13 +214,15 @@ impl Analysis {
 
     /// Subject and body text, lower case, whitespace collapsed: what phrase rules match.
     ///
-    /// The same as `format!("{subject} {text}")` split at white space
-    /// (Unicode White_Space, as `split_whitespace`), joined with single
-    /// spaces and lower-cased, in one pass over the text.
+    /// The same as `format!("{subject} {body}")` (`body`: the text's first
+    /// [`BODY_SCAN_SIZE`] bytes) split at white space (Unicode White_Space,
+    /// as `split_whitespace`), joined with single spaces and lower-cased, in
+    /// one pass over the text.
     pub fn phrase_text(&self) -> String {
-        let mut s = String::with_capacity(self.text.len() + 64);
+        let mut s = String::with_capacity(self.text.len().min(BODY_SCAN_SIZE) + 64);
         let mut space = false;
-        for part in [self.subject.as_deref().unwrap_or(""), &self.text] {
+        let body = super::tokenize::truncate(&self.text, BODY_SCAN_SIZE);
+        for part in [self.subject.as_deref().unwrap_or(""), body] {
             for c in part.chars() {
                 if c.is_whitespace() {
                     space = !s.is_empty();
@@ -239,7 +247,8 @@ impl Analysis {
     /// [`Analysis::phrase_text`] by the definition.
     fn phrase_text_slow(&self) -> String {
         let subject = self.subject.as_deref().unwrap_or("");
-        format!("{subject} {}", self.text)
+        let body = super::tokenize::truncate(&self.text, BODY_SCAN_SIZE);
+        format!("{subject} {body}")
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")
@@ -315,6 +324,20 @@ mod tests {
                 "{subject:?} {text:?}"
             );
         }
+    }
+
+    #[test]
+    fn phrase_text_reads_the_first_body_scan_size_bytes() {
+        let filler = "lorem ipsum ".repeat(BODY_SCAN_SIZE / 12 + 10);
+        let a = Analysis {
+            subject: Some("Hi".into()),
+            text: format!("early words {filler} late words"),
+            ..Default::default()
+        };
+        let text = a.phrase_text();
+        assert!(text.starts_with("hi early words lorem"), "{}", &text[..40]);
+        assert!(!text.contains("late words"));
+        assert!(text.len() <= "hi ".len() + BODY_SCAN_SIZE);
     }
 
     #[test]

@@ -17,8 +17,6 @@ use super::analyze::Analysis;
 const MIN_WORD: usize = 3;
 /// Longest word kept as is, in characters.
 const MAX_WORD: usize = 20;
-/// Body characters tokenized at most (a 5 MiB newsletter adds nothing past this).
-const MAX_TEXT: usize = 64 * 1024;
 
 /// The distinct tokens of an analysed message, in byte order.
 ///
@@ -40,7 +38,8 @@ pub fn tokens(analysis: &Analysis) -> Vec<Cow<'_, str>> {
     for host in &analysis.url_hosts {
         seen.insert(Cow::Owned(format!("url:{host}")));
     }
-    let text = truncate(&analysis.text, MAX_TEXT);
+    // A 5 MiB newsletter adds nothing past its start.
+    let text = truncate(&analysis.text, super::analyze::BODY_SCAN_SIZE);
     words(text, |w| {
         seen.insert(w);
     });
