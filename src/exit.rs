@@ -67,7 +67,8 @@ pub fn code_of(error: &anyhow::Error) -> ExitCode {
                 _ => Kind::Environment,
             } as u8);
         }
-        if cause.is::<std::io::Error>() {
+        // A lab server that cannot be reached or does not answer as it should.
+        if cause.is::<std::io::Error>() || cause.is::<crate::client::ClientError>() {
             return ExitCode::from(Kind::Environment as u8);
         }
     }
