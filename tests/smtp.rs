@@ -770,20 +770,13 @@ fn relay_to_an_mx_without_pipelining_waits_for_each_reply() {
     lab.stop(1);
     let mx = lab.lab.addr(1, "smtp");
     let out = lab.lab.path().join("smtpd-received.json");
-    let child = Command::new(python3())
-        .args(["-W", "ignore", "-c", NON_PIPELINING_MX])
-        .args([&mx.ip().to_string(), &mx.port().to_string()])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn python3 smtpd");
-    let _mx = Guard {
-        child,
-        name: "smtpd".into(),
-    };
-    assert!(
-        crate::common::wait_for_tcp(mx, Duration::from_secs(10)),
-        "smtpd did not listen on {mx}"
+    let _mx = crate::common::spawn_listening(
+        Command::new(python3())
+            .args(["-W", "ignore", "-c", NON_PIPELINING_MX])
+            .args([&mx.ip().to_string(), &mx.port().to_string()])
+            .arg(&out),
+        "python3 smtpd",
+        mx,
     );
 
     let (user, password) = lab.mailbox(0, 0);
@@ -897,61 +890,53 @@ fn swaks_submits_and_is_refused_where_it_must_be() {
         );
     }
 
-    // RFC 4954 §6: a wrong password is 535 5.7.8.
-    let (ok, dialogue) = swaks(
-        &lab,
-        0,
-        "submission",
-        &[
-            &["--tls"][..],
-            &tls,
-            &[
-                "--auth",
-                "PLAIN",
-                "--auth-user",
-                &user,
-                "--auth-password",
-                "wrong",
-            ],
-            &["--from", &user, "--to", &to],
+    // Refusals: RFC 4954 §6 wrong password; sending as another mailbox;
+    // relay to a foreign domain without AUTH (no open relay).
+    let auth = |pw: &str, from: &str| -> Vec<String> {
+        [
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            &user,
+            "--auth-password",
+            pw,
         ]
-        .concat(),
-    );
-    assert!(!ok && dialogue.contains("535 5.7.8"), "{dialogue}");
-
-    // The authenticated user may only send as itself.
-    let (ok, dialogue) = swaks(
-        &lab,
-        0,
-        "submission",
-        &[
-            &["--tls"][..],
-            &tls,
-            &["--auth", "PLAIN", "--auth-user", &user, "--auth-password"],
-            &[&password, "--from", &other, "--to", &to],
-        ]
-        .concat(),
-    );
-    assert!(!ok && dialogue.contains("553 5.7.1"), "{dialogue}");
-
-    // No open relay: the MX refuses a foreign domain without AUTH.
-    let (ok, dialogue) = swaks(
-        &lab,
-        0,
-        "smtp",
-        &[
-            &["--tls"][..],
-            &tls,
-            &[
-                "--from",
-                "someone@example.org",
-                "--to",
-                "victim@example.net",
-            ],
-        ]
-        .concat(),
-    );
-    assert!(!ok && dialogue.contains("554 5.7.1"), "{dialogue}");
+        .into_iter()
+        .chain(["--from", from, "--to", &to])
+        .map(str::to_string)
+        .collect()
+    };
+    let foreign: Vec<String> = [
+        "--from",
+        "someone@example.org",
+        "--to",
+        "victim@example.net",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    for (what, port, args, code) in [
+        (
+            "wrong password",
+            "submission",
+            auth("wrong", &user),
+            "535 5.7.8",
+        ),
+        (
+            "spoofed sender",
+            "submission",
+            auth(&password, &other),
+            "553 5.7.1",
+        ),
+        ("relay without AUTH", "smtp", foreign, "554 5.7.1"),
+    ] {
+        let args: Vec<&str> = ["--tls"]
+            .into_iter()
+            .chain(tls)
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        let (ok, dialogue) = swaks(&lab, 0, port, &args);
+        assert!(!ok && dialogue.contains(code), "{what}: {dialogue}");
+    }
 }
 
 /// SIGKILL right after `250`: the receiving side has the message in the

@@ -217,25 +217,16 @@ impl LocalLab {
         let addr = self.dns_addr();
         let query_log = self.path().join("data/dns/queries.jsonl");
         std::fs::create_dir_all(query_log.parent().unwrap()).expect("create data/dns");
-        let child = labctl()
-            .args(["serve-dns", "--zones"])
-            .arg(self.path().join("dns"))
-            .args(["--listen", &addr.to_string()])
-            .arg("--query-log")
-            .arg(&query_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn serve-dns");
-        let guard = Guard {
-            child,
-            name: "dns".into(),
-        };
-        assert!(
-            wait_for_tcp(addr, Duration::from_secs(10)),
-            "serve-dns did not listen on {addr}"
-        );
-        guard
+        spawn_listening(
+            labctl()
+                .args(["serve-dns", "--zones"])
+                .arg(self.path().join("dns"))
+                .args(["--listen", &addr.to_string()])
+                .arg("--query-log")
+                .arg(&query_log),
+            "serve-dns",
+            addr,
+        )
     }
 
     /// Starts `labctl serve-mail` for server `i` and waits until its SMTP ports answer.
@@ -269,6 +260,25 @@ impl LocalLab {
         }
         guard
     }
+}
+
+/// Starts a server (stdout discarded, stderr shown) and waits until `addr`
+/// answers on TCP; the guard kills it.
+pub fn spawn_listening(cmd: &mut Command, name: &str, addr: SocketAddr) -> Guard {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let guard = Guard {
+        child,
+        name: name.into(),
+    };
+    assert!(
+        wait_for_tcp(addr, Duration::from_secs(10)),
+        "{name} did not listen on {addr}"
+    );
+    guard
 }
 
 /// Debian's python3 (it has the python3-dkim and python3-dnspython packages
