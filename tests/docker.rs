@@ -25,7 +25,7 @@ fn subnet(variant: u32) -> String {
 
 /// The name of the tests' lab `variant` (`test-lab07`).
 fn lab_name(variant: u32) -> String {
-    format!("{INSTANCE}-lab{variant:02}")
+    labctl::runtime::instance::lab_name_in(Some(INSTANCE), variant)
 }
 
 /// The Docker label filter of the tests' instance.

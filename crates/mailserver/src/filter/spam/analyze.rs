@@ -212,6 +212,12 @@ impl Analysis {
         a
     }
 
+    /// The body text the phrase rules, `body` rules and the classifier read:
+    /// its first [`BODY_SCAN_SIZE`] bytes, cut at a character boundary.
+    pub fn scanned_body(&self) -> &str {
+        super::tokenize::truncate(&self.text, BODY_SCAN_SIZE)
+    }
+
     /// Subject and body text, lower case, whitespace collapsed: what phrase rules match.
     ///
     /// The same as `format!("{subject} {body}")` (`body`: the text's first
@@ -219,9 +225,9 @@ impl Analysis {
     /// as `split_whitespace`), joined with single spaces and lower-cased, in
     /// one pass over the text.
     pub fn phrase_text(&self) -> String {
-        let mut s = String::with_capacity(self.text.len().min(BODY_SCAN_SIZE) + 64);
+        let body = self.scanned_body();
+        let mut s = String::with_capacity(body.len() + 64);
         let mut space = false;
-        let body = super::tokenize::truncate(&self.text, BODY_SCAN_SIZE);
         for part in [self.subject.as_deref().unwrap_or(""), body] {
             for c in part.chars() {
                 if c.is_whitespace() {
@@ -247,7 +253,7 @@ impl Analysis {
     /// [`Analysis::phrase_text`] by the definition.
     fn phrase_text_slow(&self) -> String {
         let subject = self.subject.as_deref().unwrap_or("");
-        let body = super::tokenize::truncate(&self.text, BODY_SCAN_SIZE);
+        let body = self.scanned_body();
         format!("{subject} {body}")
             .split_whitespace()
             .collect::<Vec<_>>()

@@ -304,10 +304,7 @@ impl Rule {
             Test::Header(name, re) => header_values(ctx.raw, name).iter().any(|v| re.is_match(v)),
             Test::Body(re) => {
                 a.subject.as_deref().is_some_and(|s| re.is_match(s))
-                    || re.is_match(super::tokenize::truncate(
-                        &a.text,
-                        super::analyze::BODY_SCAN_SIZE,
-                    ))
+                    || re.is_match(a.scanned_body())
             }
             Test::Phrases(min, list) => list.iter().filter(|&&i| phrases_found[i]).count() >= *min,
             Test::UrlsAtLeast(n) => a.urls.len() >= *n,

@@ -39,7 +39,7 @@ pub fn tokens(analysis: &Analysis) -> Vec<Cow<'_, str>> {
         seen.insert(Cow::Owned(format!("url:{host}")));
     }
     // A 5 MiB newsletter adds nothing past its start.
-    let text = truncate(&analysis.text, super::analyze::BODY_SCAN_SIZE);
+    let text = analysis.scanned_body();
     words(text, |w| {
         seen.insert(w);
     });
