@@ -6,12 +6,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use labctl::{cli, commands, exit};
+use labctl::{cli, commands, exit, process};
 
 fn main() -> ExitCode {
     exit_quietly_on_closed_stdout();
     let cli = cli::Cli::parse();
-    match commands::run(cli) {
+    match process::block_on(commands::run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -180,7 +180,7 @@ impl Plan {
             RuntimeKind::Docker => (Ports::STANDARD, 53),
             RuntimeKind::Local => (Ports::LOCAL, 10053),
         };
-        let name = crate::runtime::instance::lab_name(n.into());
+        let name = crate::naming::instance::lab_name(n.into());
         let server = |i: usize, host: u8| {
             let domain = variant.domains[i].clone();
             MailNode {

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use labctl::runtime::labels;
+use labctl::naming::labels;
 use serde_json::Value;
 
 use crate::common::{INSTANCE, have_tool, in_ci, labctl, lock_labs as lock, run, stderr, stdout};
@@ -25,7 +25,7 @@ fn subnet(variant: u32) -> String {
 
 /// The name of the tests' lab `variant` (`test-lab07`).
 fn lab_name(variant: u32) -> String {
-    labctl::runtime::instance::lab_name_in(Some(INSTANCE), variant)
+    labctl::naming::instance::lab_name_in(Some(INSTANCE), variant)
 }
 
 /// The Docker label filter of the tests' instance.

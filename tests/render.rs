@@ -408,7 +408,7 @@ fn compose_file_is_valid_for_docker_compose() {
             .args(["render", "--variant", "4", "--dir"])
             .arg(tmp.path()));
         assert!(o.status.success(), "{}", stderr(&o));
-        let name = labctl::runtime::instance::lab_name_in(instance, 4);
+        let name = labctl::naming::instance::lab_name_in(instance, 4);
         let o = run(Command::new("docker-compose")
             .args(["-p", &name, "-f", "compose.yml", "config"])
             .current_dir(tmp.path()));

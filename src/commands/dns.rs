@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context;
 use hickory_resolver::net::client::{Client, ClientHandle};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::tcp::TcpClientStream;
@@ -27,18 +26,17 @@ use crate::exit;
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs `labctl dns`.
-pub fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+pub async fn run(args: &DnsArgs) -> anyhow::Result<ExitCode> {
     let server = match args.server {
         Some(server) => server,
         // The lab in this folder, else the running one (Lab::find).
-        None => runtime
-            .block_on(crate::lab::Lab::find(args.variant, None))
+        None => crate::lab::Lab::find(args.variant, None)
+            .await
             .map_err(|e| exit::usage(format!("{e} (or ask a server with --server ADDR:PORT)")))?
             .dns_addr(),
     };
     let (name, record_type) = question(&args.name, &args.record_type)?;
-    let (message, protocol) = runtime.block_on(ask(server, name, record_type))?;
+    let (message, protocol) = ask(server, name, record_type).await?;
     print!("{}", format_answer(&message, server, protocol));
     Ok(ExitCode::SUCCESS)
 }

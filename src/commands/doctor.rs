@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::naming::labels;
 use crate::plan::{Plan, PlanOptions, RuntimeKind};
 use crate::runtime::docker::{Docker, elf_problem, image_reference};
-use crate::runtime::labels;
 use crate::variant::Catalog;
 
 struct Report {
@@ -30,7 +30,7 @@ impl Report {
 }
 
 /// Runs `labctl doctor`; exit 3 when something must be fixed.
-pub fn run(catalog: &Catalog) -> anyhow::Result<ExitCode> {
+pub async fn run(catalog: &Catalog) -> anyhow::Result<ExitCode> {
     let mut r = Report { problems: 0 };
     let exe = std::env::current_exe().context("cannot find the running executable")?;
     match std::fs::read(&exe).map(|b| elf_problem(&b)) {
@@ -45,8 +45,7 @@ pub fn run(catalog: &Catalog) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => r.fail("binary", format!("{}: {e}", exe.display()), "check the file"),
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    async {
         let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| crate::runtime::docker::DEFAULT_HOST.into());
         if let Some(path) = host.strip_prefix("unix://") {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -103,7 +102,7 @@ pub fn run(catalog: &Catalog) -> anyhow::Result<ExitCode> {
             }
         }
         Ok::<_, anyhow::Error>(())
-    })?;
+    }.await?;
     match std::net::TcpListener::bind("127.77.0.1:0") {
         Ok(_) => r.ok(
             "loopback",

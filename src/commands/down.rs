@@ -6,17 +6,14 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::exit;
 use crate::runtime::docker::Docker;
 use crate::runtime::local::{Local, remove_lab_dir};
 use crate::runtime::{Removed, Runtime, discover, lock};
 
 /// Runs `labctl down`.
-pub fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+pub async fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result<ExitCode> {
+    async {
         let local_labs = Local.labs(variant).await?;
         let docker = match Docker::connect().await {
             Ok(d) => Some(d),
@@ -82,5 +79,5 @@ pub fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result<ExitC
             println!("removed lab directory {}", dir.display());
         }
         Ok(ExitCode::SUCCESS)
-    })
+    }.await
 }

@@ -3,14 +3,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::runtime::docker::{Docker, image_reference};
 
 /// Runs `labctl image`.
-pub fn run() -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+pub async fn run() -> anyhow::Result<ExitCode> {
+    async {
         let docker = Docker::connect().await?;
         let image = docker.ensure_image().await?;
         if let Some(old) = &image.replaced {
@@ -35,5 +32,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
             size as f64 / 1e6
         );
         Ok(ExitCode::SUCCESS)
-    })
+    }
+    .await
 }

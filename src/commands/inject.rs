@@ -6,7 +6,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use base64::Engine;
 
 use crate::cli::InjectArgs;
@@ -16,7 +15,7 @@ use crate::client::tls::Tls;
 /// Runs inject: exit 0 and the JSON of [`Relayed`] when the dialogue ran
 /// (whatever the server answered), exit 3 and `{"error", "transcript"}` when
 /// it could not (no connection, TLS failure).
-pub fn run(args: &InjectArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &InjectArgs) -> anyhow::Result<ExitCode> {
     let message = base64::engine::general_purpose::STANDARD
         .decode(args.message_base64.trim())
         .map_err(|e| crate::exit::usage(format!("--message-base64: {e}")))?;
@@ -24,8 +23,7 @@ pub fn run(args: &InjectArgs) -> anyhow::Result<ExitCode> {
         Some(ca) => Some(Tls::from_ca_file(ca).map_err(|e| crate::exit::usage(e.to_string()))?),
         None => None,
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let r: Result<Relayed, _> = runtime.block_on(relay_transaction(
+    let r: Result<Relayed, _> = relay_transaction(
         args.server,
         None,
         &args.helo,
@@ -33,7 +31,8 @@ pub fn run(args: &InjectArgs) -> anyhow::Result<ExitCode> {
         &args.mail_from,
         &args.rcpt,
         &message,
-    ));
+    )
+    .await;
     match r {
         Ok(relayed) => {
             println!("{}", serde_json::to_string(&relayed)?);

@@ -27,16 +27,15 @@ pub struct Options<'a> {
 }
 
 /// Runs inspect.
-pub fn run(o: &Options<'_>) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let lab = runtime
-        .block_on(Lab::find(o.variant, o.dir))
+pub async fn run(o: &Options<'_>) -> anyhow::Result<ExitCode> {
+    let lab = Lab::find(o.variant, o.dir)
+        .await
         .map_err(|e| exit::usage(e.to_string()))?;
     let (server, mailbox) = lab
         .mailbox(o.address)
         .map_err(|e| exit::usage(e.to_string()))?;
     let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
-    let (uid, raw) = runtime.block_on(async {
+    let (uid, raw) = async {
         let mut imap = Imap::connect(
             server.addr(server.ports.imaps),
             lab.host_ip(),
@@ -71,7 +70,8 @@ pub fn run(o: &Options<'_>) -> anyhow::Result<ExitCode> {
         .await;
         imap.logout().await;
         r
-    })?;
+    }
+    .await?;
     println!(
         "{} {} UID {uid} ({} octets, fetched over IMAPS from {})\n",
         mailbox.address,

@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::exit;
 use crate::plan::RuntimeKind;
 use crate::runtime::docker::Docker;
@@ -32,9 +30,12 @@ pub async fn one_lab(variant: Option<u32>) -> anyhow::Result<RunningLab> {
 }
 
 /// Runs `labctl logs`.
-pub fn run(variant: Option<u32>, server: Option<&str>, follow: bool) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+pub async fn run(
+    variant: Option<u32>,
+    server: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    async {
         let lab = one_lab(variant).await?;
         if lab.runtime == RuntimeKind::Local {
             return Err(exit::usage(format!(
@@ -83,5 +84,5 @@ pub fn run(variant: Option<u32>, server: Option<&str>, follow: bool) -> anyhow::
             r?;
         }
         Ok(ExitCode::SUCCESS)
-    })
+    }.await
 }

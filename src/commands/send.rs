@@ -54,10 +54,9 @@ pub fn build(args: &SendArgs, files: Vec<(String, Vec<u8>)>) -> anyhow::Result<(
 }
 
 /// Runs send.
-pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let lab = runtime
-        .block_on(Lab::find(args.variant, args.dir.as_deref()))
+pub async fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let lab = Lab::find(args.variant, args.dir.as_deref())
+        .await
         .map_err(|e| exit::usage(e.to_string()))?;
     let (server, mailbox) = lab
         .mailbox(&args.from)
@@ -74,7 +73,7 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
     }
     let (message, id) = build(args, files)?;
     let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
-    let accepted = runtime.block_on(async {
+    let accepted = async {
         let port = if args.implicit_tls {
             server.ports.submissions
         } else {
@@ -119,7 +118,8 @@ pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         .await;
         smtp.quit().await;
         steps
-    })?;
+    }
+    .await?;
     println!("\nMessage-ID: <{id}>");
     if accepted {
         println!(

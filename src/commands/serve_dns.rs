@@ -3,21 +3,18 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::cli::ServeDnsArgs;
 
 /// Runs the lab DNS server until SIGTERM or Ctrl-C; SIGHUP reloads the zones.
-pub fn run(args: &ServeDnsArgs) -> anyhow::Result<ExitCode> {
-    crate::commands::init_server_logging();
+pub async fn run(args: &ServeDnsArgs) -> anyhow::Result<ExitCode> {
+    crate::process::init_server_logging();
     let options = labdns::Options {
         zones_dir: args.zones.clone(),
         listen: args.listen.clone(),
         query_log: args.query_log.clone(),
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        labdns::run(options, crate::commands::shutdown_signal())
+    async {
+        labdns::run(options, crate::process::shutdown_signal())
             .await
             .map_err(|e| match e {
                 labdns::Error::Bind { .. } | labdns::Error::QueryLog { .. } => {
@@ -29,6 +26,7 @@ pub fn run(args: &ServeDnsArgs) -> anyhow::Result<ExitCode> {
                 | labdns::Error::NoListen => crate::exit::usage(e.to_string()),
                 other => anyhow::Error::new(other).context("serve-dns"),
             })
-    })?;
+    }
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

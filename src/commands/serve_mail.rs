@@ -11,7 +11,7 @@ use mailserver::filter::malware::yara::YaraEngine;
 use crate::cli::ServeMailArgs;
 
 /// Runs one mail server until SIGTERM or Ctrl-C.
-pub fn run(args: &ServeMailArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &ServeMailArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(&args.config).map_err(|e| crate::exit::usage(e.to_string()))?;
     if args.compile_scanner_rules {
         let rules = YaraEngine::compile_serialized(config.scanner.rules_dir.as_deref())
@@ -22,21 +22,21 @@ pub fn run(args: &ServeMailArgs) -> anyhow::Result<ExitCode> {
             .context("cannot write the compiled rules")?;
         return Ok(ExitCode::SUCCESS);
     }
-    crate::commands::ensure_malloc_tunables();
-    crate::commands::init_server_logging();
+    crate::process::ensure_malloc_tunables();
+    crate::process::init_server_logging();
     if config.scanner.engine == "builtin" {
         config.scanner.precompiled = compile_in_child(&args.config)?;
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        mailserver::run(config, crate::commands::shutdown_signal())
+    async {
+        mailserver::run(config, crate::process::shutdown_signal())
             .await
             .map_err(|e| match e {
                 mailserver::Error::Bind { .. } => crate::exit::environment(e.to_string()),
                 other => anyhow::Error::new(other)
                     .context(format!("serve-mail {}", args.config.display())),
             })
-    })?;
+    }
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

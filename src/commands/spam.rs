@@ -22,7 +22,7 @@ use crate::render::layout::server_config;
 use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR};
 
 /// Runs a `spam` subcommand.
-pub fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
     match command {
         SpamCommand::Train {
             spam,
@@ -44,17 +44,15 @@ pub fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            let lab = runtime
-                .block_on(Lab::find(*variant, None))
+            let lab = Lab::find(*variant, None)
+                .await
                 .map_err(|e| exit::usage(e.to_string()))?;
             if lab.is_local() {
                 for s in &lab.servers {
                     train_server(&lab.dir.join(server_config(&s.domain)), &messages, *spam)?;
                 }
             } else {
-                runtime.block_on(train_in_containers(&lab, files, &messages, *spam))?;
+                train_in_containers(&lab, files, &messages, *spam).await?;
             }
             Ok(ExitCode::SUCCESS)
         }

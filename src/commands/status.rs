@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use comfy_table::Table;
 use serde_json::{Value, json};
 
@@ -58,9 +57,8 @@ pub fn lab_status_json(lab: &RunningLab) -> Value {
 }
 
 /// Runs `labctl status`.
-pub fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let labs = runtime.block_on(discover(variant))?;
+pub async fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
+    let labs = discover(variant).await?;
     if let Some(v) = variant
         && labs.is_empty()
     {
@@ -111,7 +109,7 @@ pub fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
                     .to_string(),
             };
             table.add_row([
-                crate::runtime::instance::lab_name(lab.variant),
+                crate::naming::instance::lab_name(lab.variant),
                 lab.runtime.as_str().to_string(),
                 n.name.clone(),
                 address,

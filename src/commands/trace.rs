@@ -82,20 +82,19 @@ fn received_ids(raw: &[u8]) -> Vec<String> {
 }
 
 /// Runs trace.
-pub fn run(
+pub async fn run(
     variant: Option<u32>,
     dir: Option<&std::path::Path>,
     message_id: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let lab = runtime
-        .block_on(Lab::find(variant, dir))
+    let lab = Lab::find(variant, dir)
+        .await
         .map_err(|e| exit::usage(e.to_string()))?;
     let mut lines = Vec::new();
     for s in &lab.servers {
         lines.extend(
-            runtime
-                .block_on(lab.transcript_lines(&s.domain))
+            lab.transcript_lines(&s.domain)
+                .await
                 .map_err(|e| exit::environment(e.to_string()))?,
         );
     }
@@ -109,7 +108,7 @@ pub fn run(
             format!("<{id}>")
         }
     });
-    let found = runtime.block_on(async {
+    let found = async {
         match &wanted {
             Some(id) => find_message(&lab, &tls, None, &|raw| has_message_id(raw, id)).await,
             None => {
@@ -120,7 +119,8 @@ pub fn run(
                 find_message(&lab, &tls, Some((&mailbox, &folder)), &want).await
             }
         }
-    })?;
+    }
+    .await?;
     let (id, ids) = match (&found, &wanted) {
         (Some(raw), _) => {
             let fields = headers::header_fields(raw);
@@ -161,7 +161,7 @@ pub fn run(
     // DNS lookups the lab's servers made between the first and the last hop
     // (the sender: MX and A of the next hop; the receiver: SPF, DKIM, DMARC).
     if let (Some(first), Some(last)) = (hops.first(), hops.last()) {
-        let log = match runtime.block_on(lab.dns_query_lines()) {
+        let log = match lab.dns_query_lines().await {
             Ok(log) => log,
             Err(e) => {
                 println!("DNS lookups: the lab DNS's query log could not be read: {e}");

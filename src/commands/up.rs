@@ -4,8 +4,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::cli::UpArgs;
 use crate::commands::render::plan_and_render;
 use crate::plan::RuntimeKind;
@@ -15,16 +13,15 @@ use crate::runtime::{Runtime, UpOptions, files_hash, lock};
 use crate::variant::Catalog;
 
 /// Runs `labctl up`.
-pub fn run(catalog: &Catalog, args: &UpArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(catalog: &Catalog, args: &UpArgs) -> anyhow::Result<ExitCode> {
     catalog.get(args.render.variant)?;
     let options = UpOptions {
         recreate: args.recreate,
         keep_on_failure: args.keep_on_failure,
         timeout: Duration::from_secs(args.timeout),
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match args.render.runtime {
-        RuntimeKind::Docker => runtime.block_on(async {
+        RuntimeKind::Docker => async {
             let docker = Docker::connect().await?;
             let _lock = lock::lock(args.render.variant)?;
             let (plan, rendered) = plan_and_render(catalog, &args.render)?;
@@ -47,14 +44,14 @@ pub fn run(catalog: &Catalog, args: &UpArgs) -> anyhow::Result<ExitCode> {
                 n = plan.variant.number
             );
             Ok(ExitCode::SUCCESS)
-        }),
+        }.await,
         RuntimeKind::Local => {
-            crate::commands::ensure_malloc_tunables();
+            crate::process::ensure_malloc_tunables();
             let (plan, _) = {
                 let _lock = lock::lock(args.render.variant)?;
                 plan_and_render(catalog, &args.render)?
             };
-            runtime.block_on(Local.up(&plan, "", &options))?;
+            Local.up(&plan, "", &options).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -30,7 +30,7 @@ pub struct Options<'a> {
 }
 
 /// Runs verify.
-pub fn run(catalog: &Catalog, o: &Options<'_>) -> anyhow::Result<ExitCode> {
+pub async fn run(catalog: &Catalog, o: &Options<'_>) -> anyhow::Result<ExitCode> {
     let only = verify::parse_only(o.only).map_err(exit::usage)?;
     if o.list {
         let groups: Vec<_> = verify::groups()
@@ -40,9 +40,8 @@ pub fn run(catalog: &Catalog, o: &Options<'_>) -> anyhow::Result<ExitCode> {
         print!("{}", report::list(&groups));
         return Ok(ExitCode::SUCCESS);
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let lab = runtime
-        .block_on(Lab::find(o.variant, o.dir))
+    let lab = Lab::find(o.variant, o.dir)
+        .await
         .map_err(|e| exit::usage(e.to_string()))?;
     let variant = catalog
         .get(lab.variant)
@@ -54,10 +53,11 @@ pub fn run(catalog: &Catalog, o: &Options<'_>) -> anyhow::Result<ExitCode> {
             )
         })?
         .clone();
-    let report = runtime.block_on(async {
+    let report = async {
         let ctx = Ctx::new(lab, variant).map_err(|e| exit::usage(format!("cannot verify: {e}")))?;
         anyhow::Ok(verify::run(&ctx, &only).await)
-    })?;
+    }
+    .await?;
     if let Some(path) = o.junit {
         std::fs::write(path, report::junit(&report))
             .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;

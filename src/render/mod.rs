@@ -260,7 +260,7 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
 /// The labels of every object of compose.yml, the same set `labctl up`
 /// puts on them (minus the convergence hash), as YAML `key: "value"` lines.
 fn compose_labels(plan: &Plan) -> minijinja::Value {
-    use crate::runtime::labels::{Object, labels};
+    use crate::naming::labels::{Object, labels};
     let lines = |object: Object<'_>| -> Vec<String> {
         let sorted: std::collections::BTreeMap<String, String> =
             labels(plan, object, None).into_iter().collect();

@@ -33,7 +33,10 @@ pub struct State {
 }
 
 fn state_file(variant: u32) -> PathBuf {
-    state_dir().join(format!("{}.json", super::instance::lab_name(variant)))
+    state_dir().join(format!(
+        "{}.json",
+        crate::naming::instance::lab_name(variant)
+    ))
 }
 
 fn alive(pid: u32) -> bool {
@@ -251,7 +254,7 @@ impl Runtime for Local {
         _files_hash: &str,
         options: &UpOptions,
     ) -> Result<(), RuntimeError> {
-        self.run(plan, options, crate::commands::shutdown_signal())
+        self.run(plan, options, crate::process::shutdown_signal())
             .await
     }
 

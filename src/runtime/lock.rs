@@ -22,7 +22,10 @@ pub fn lock(variant: u32) -> Result<LabLock, RuntimeError> {
     let dir = state_dir();
     std::fs::create_dir_all(&dir)
         .map_err(RuntimeError::io(format!("cannot create {}", dir.display())))?;
-    let path = dir.join(format!("{}.lock", super::instance::lab_name(variant)));
+    let path = dir.join(format!(
+        "{}.lock",
+        crate::naming::instance::lab_name(variant)
+    ));
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -8,8 +8,6 @@
 //! `status`, `verify` and `down` work from any folder.
 
 pub mod docker;
-pub mod instance;
-pub mod labels;
 pub mod local;
 pub mod lock;
 pub mod ready;

@@ -2,7 +2,7 @@
 //! container and two mail containers with fixed addresses, one named volume
 //! per mail server (SPEC.md §4 "Network plan").
 //!
-//! Every object carries the labels of [`labels`](crate::runtime::labels);
+//! Every object carries the labels of [`labels`](crate::naming::labels);
 //! listing and teardown select by label only. Every call is bounded by
 //! [`API_TIMEOUT`]; bollard always negotiates the API version, because the
 //! engine may be older than bollard's default (Docker 20.10 speaks 1.41).
@@ -26,8 +26,8 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::labels;
 use super::{Node, Removed, RunningLab, Runtime, RuntimeError, UpOptions};
+use crate::naming::labels;
 use crate::plan::{Plan, RuntimeKind};
 
 /// The user the servers run as inside the containers (never root).
@@ -39,15 +39,6 @@ pub const CONTAINER_GID: u32 = 1000;
 /// verifies, scans and stores it, and needs 19 MiB per password check
 /// (argon2id's default memory cost).
 pub const MEMORY_LIMIT: i64 = 256 * 1024 * 1024;
-/// glibc malloc settings of the servers (read by the static binary at start).
-/// By default glibc raises its mmap threshold after the first large block is
-/// freed, and then keeps freed large blocks (argon2's 19 MiB per password
-/// check, message buffers) in per-thread arenas: a mail server grew from
-/// 23 MiB to 240 MiB resident after one `verify` and was OOM-killed under
-/// load. A fixed threshold gives every block above it back to the kernel on
-/// free; two arenas bound the rest.
-pub const MALLOC_TUNABLES: &str =
-    "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144:glibc.malloc.arena_max=2";
 /// Bound of every API call.
 pub const API_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most [`Docker::read_files`] reads from one container folder.

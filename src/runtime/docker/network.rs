@@ -8,9 +8,9 @@ use std::net::Ipv4Addr;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 
 use super::Docker;
+use crate::naming::labels::{self, Object};
 use crate::plan::Plan;
 use crate::runtime::RuntimeError;
-use crate::runtime::labels::{self, Object};
 
 /// An IPv4 network `addr/len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,10 +15,11 @@ use bollard::models::{
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use sha2::{Digest, Sha256};
 
-use super::{CONTAINER_GID, CONTAINER_UID, Docker, MALLOC_TUNABLES, MEMORY_LIMIT, is_not_found};
+use super::{CONTAINER_GID, CONTAINER_UID, Docker, MEMORY_LIMIT, is_not_found};
+use crate::naming::labels::{self, Object};
 use crate::plan::Plan;
+use crate::process::MALLOC_TUNABLES;
 use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR, layout};
-use crate::runtime::labels::{self, Object};
 use crate::runtime::ready::{self, Probe};
 use crate::runtime::{RuntimeError, UpOptions, hex};
 

@@ -2,7 +2,7 @@
 //! other labs on the same Docker engine and machine, as Compose's project
 //! name does. Its labs are named `<name>-labNN` (network, containers,
 //! volumes, lock and state files) and carry the label
-//! [`crate::runtime::labels::INSTANCE`]; `status`, `verify`, `down --all`
+//! [`crate::naming::labels::INSTANCE`]; `status`, `verify`, `down --all`
 //! see only the labs of their own instance. Unset, labs are `labNN` and
 //! carry no instance label (what every lab before instances had).
 //!
