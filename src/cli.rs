@@ -316,6 +316,9 @@ pub struct InjectArgs {
     /// The SMTP server.
     #[arg(long, value_name = "ADDR:PORT")]
     pub server: SocketAddr,
+    /// The local address to send from (the node's own; default: any).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
     /// The EHLO name.
     #[arg(long)]
     pub helo: String,

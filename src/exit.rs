@@ -64,6 +64,7 @@ pub fn code_of(error: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>() {
             return ExitCode::from(match e {
                 crate::runtime::RuntimeError::NotReady(_) => Kind::CheckFailed,
+                crate::runtime::RuntimeError::NoLogs(_) => Kind::Usage,
                 _ => Kind::Environment,
             } as u8);
         }

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::plan::Ports;
-use crate::render::{CONTAINER_DATA_DIR, layout};
+use crate::plan::{Ports, RuntimeKind};
+use crate::render::layout;
+use crate::runtime::{LabRuntime, NodePath, NodeRef, NodeRole};
 
 /// The mail servers' folder of session transcripts, under their data folder.
 const TRANSCRIPTS: &str = "transcripts";
@@ -128,8 +129,8 @@ pub struct DnsServer {
 pub struct Lab {
     /// Variant number.
     pub variant: u32,
-    /// `docker` or `local`.
-    pub runtime: String,
+    /// The runtime the lab was rendered for.
+    pub runtime: RuntimeKind,
     /// `labNN`.
     pub name: String,
     /// The lab directory.
@@ -264,22 +265,33 @@ impl Lab {
         SocketAddr::new(IpAddr::V4(self.dns.ip), self.dns.port)
     }
 
-    /// Whether this is the local (loopback) runtime.
-    pub fn is_local(&self) -> bool {
-        self.runtime == "local"
+    /// The host's own address in the lab, when clients must bind to it
+    /// ([`LabRuntime::host_address`]).
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        LabRuntime::host_address(self.runtime, &self.subnet)
     }
 
-    /// The host's own address in the lab: the gateway `.1` of the subnet.
-    /// In the local runtime clients bind to it, so the servers see "the
-    /// host" as a fixed address outside every SPF policy; on Docker the
-    /// kernel uses the bridge's address, which is the same `.1`.
-    pub fn host_ip(&self) -> Option<IpAddr> {
-        if !self.is_local() {
-            return None;
+    /// The DNS node, as the runtimes address it.
+    pub fn dns_node(&self) -> NodeRef<'_> {
+        NodeRef {
+            lab_dir: &self.dir,
+            container: &self.dns.container,
+            role: NodeRole::Dns,
         }
-        let base = self.subnet.split('/').next()?.parse::<Ipv4Addr>().ok()?;
-        let o = base.octets();
-        Some(IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], 1)))
+    }
+
+    /// The mail node of `server`, as the runtimes address it.
+    pub fn mail_node<'a>(&'a self, server: &'a Server) -> NodeRef<'a> {
+        NodeRef {
+            lab_dir: &self.dir,
+            container: &server.container,
+            role: NodeRole::Mail(&server.domain),
+        }
+    }
+
+    /// The runtime the lab runs on, connected.
+    pub async fn runtime(&self) -> Result<LabRuntime, crate::runtime::RuntimeError> {
+        LabRuntime::connect(self.runtime).await
     }
 
     /// The server of `domain`.
@@ -308,20 +320,26 @@ impl Lab {
     }
 
     /// Every transcript line of the server of `domain`, as JSON text lines,
-    /// file by file in name order (one file per protocol: `smtp.jsonl`...).
-    ///
-    /// The one place that knows where transcripts are: in the local runtime
-    /// `<lab>/data/mail.<d>/transcripts/`; on Docker the `transcripts`
-    /// folder of the mail container's data volume, read through the engine.
+    /// file by file in name order (one file per protocol: `smtp.jsonl`...):
+    /// the `transcripts` folder of the server's data, read through its runtime.
     pub async fn transcript_lines(&self, domain: &str) -> Result<Vec<String>, LabError> {
-        let files = if self.is_local() {
-            self.local_transcripts(domain)?
-        } else {
-            self.docker_transcripts(domain).await?
+        let server = self.server(domain).ok_or_else(|| {
+            LabError::Transcripts(format!("{domain} is not a domain of this lab"))
+        })?;
+        let failed = |e: crate::runtime::RuntimeError| {
+            LabError::Transcripts(format!("transcripts of mail.{domain}: {e}"))
         };
+        let files = self
+            .runtime()
+            .await
+            .map_err(failed)?
+            .read_files(&self.mail_node(server), NodePath::Data(TRANSCRIPTS))
+            .await
+            .map_err(failed)?;
         Ok(files
             .iter()
-            .flat_map(|body| {
+            .filter(|(path, _)| path.extension().is_some_and(|x| x == "jsonl"))
+            .flat_map(|(_, body)| {
                 String::from_utf8_lossy(body)
                     .lines()
                     .map(str::to_string)
@@ -331,64 +349,20 @@ impl Lab {
     }
 
     /// The lab DNS server's query log (JSON lines: time, client, name, type,
-    /// rcode): `<lab>/data/dns/queries.jsonl` in the local runtime, the DNS
-    /// container's output on Docker. Empty when there is none yet.
+    /// rcode), from its node's log. Empty when there is none yet.
     pub async fn dns_query_lines(&self) -> Result<Vec<String>, LabError> {
-        let is_query = |l: &String| l.starts_with("{\"time\"");
-        if self.is_local() {
-            let path = self.dir.join(layout::LOCAL_DNS_QUERY_LOG);
-            return match std::fs::read_to_string(&path) {
-                Ok(text) => Ok(text.lines().map(str::to_string).filter(is_query).collect()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-                Err(e) => Err(LabError::Transcripts(format!("{}: {e}", path.display()))),
-            };
-        }
-        let docker = crate::runtime::docker::Docker::connect()
-            .await
-            .map_err(|e| LabError::Transcripts(format!("the DNS query log: {e}")))?;
-        Ok(docker
-            .log_lines(&self.dns.container, "all")
-            .await
-            .into_iter()
-            .filter(is_query)
-            .collect())
-    }
-
-    fn local_transcripts(&self, domain: &str) -> Result<Vec<Vec<u8>>, LabError> {
-        let dir = self.dir.join(layout::local_data(domain)).join(TRANSCRIPTS);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| LabError::Transcripts(format!("{}: {e}", dir.display())))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|f| {
-                std::fs::read(f).map_err(|e| LabError::Transcripts(format!("{}: {e}", f.display())))
-            })
-            .collect()
-    }
-
-    async fn docker_transcripts(&self, domain: &str) -> Result<Vec<Vec<u8>>, LabError> {
-        let server = self.server(domain).ok_or_else(|| {
-            LabError::Transcripts(format!("{domain} is not a domain of this lab"))
-        })?;
         let failed = |e: crate::runtime::RuntimeError| {
-            LabError::Transcripts(format!("transcripts of {}: {e}", server.container))
+            LabError::Transcripts(format!("the DNS query log: {e}"))
         };
-        let docker = crate::runtime::docker::Docker::connect()
+        Ok(self
+            .runtime()
             .await
-            .map_err(failed)?;
-        let dir = format!("{CONTAINER_DATA_DIR}/{TRANSCRIPTS}");
-        Ok(docker
-            .read_files(&server.container, &dir)
+            .map_err(failed)?
+            .log_lines(&self.dns_node())
             .await
             .map_err(failed)?
             .into_iter()
-            .filter(|(path, _)| path.extension().is_some_and(|x| x == "jsonl"))
-            .map(|(_, body)| body)
+            .filter(|l| l.starts_with("{\"time\""))
             .collect())
     }
 }

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::variant::Variant;
 
@@ -14,7 +14,7 @@ use crate::variant::Variant;
 pub const DKIM_SELECTOR: &str = "lab";
 
 /// Which runtime a lab is planned for: it decides addresses and ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeKind {
     /// Containers on a Docker bridge network `10.77.N.0/24`, standard ports.

@@ -7,29 +7,26 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::exit;
-use crate::runtime::docker::Docker;
-use crate::runtime::local::{Local, remove_lab_dir};
-use crate::runtime::{Removed, Runtime, discover, lock};
+use crate::runtime::local::remove_lab_dir;
+use crate::runtime::{self, LabRuntime, Removed, discover, lock};
 
 /// Runs `labctl down`.
 pub async fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result<ExitCode> {
     async {
-        let local_labs = Local.labs(variant).await?;
-        let docker = match Docker::connect().await {
-            Ok(d) => Some(d),
+        let (runtimes, unreachable) = runtime::available().await;
+        if let Some(e) = unreachable {
             // Without Docker only local labs can be removed; say why if there are none.
-            Err(e) if local_labs.is_empty() || all => return Err(e.into()),
-            Err(e) => {
-                eprintln!("warning: {e}");
-                None
+            if all || LabRuntime::Local.labs(variant).await?.is_empty() {
+                return Err(e.into());
             }
-        };
+            eprintln!("warning: {e}");
+        }
         let variants: BTreeSet<u32> = match (variant, all) {
             (Some(v), _) => BTreeSet::from([v]),
             (None, true) => {
-                let mut set: BTreeSet<u32> = local_labs.iter().map(|l| l.variant).collect();
-                if let Some(d) = &docker {
-                    set.extend(d.lab_numbers().await?);
+                let mut set = BTreeSet::new();
+                for runtime in &runtimes {
+                    set.extend(runtime.lab_numbers().await?);
                 }
                 set
             }
@@ -48,10 +45,9 @@ pub async fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result
         let mut removed = Removed::default();
         for v in &variants {
             let _lock = lock::lock(*v)?;
-            if let Some(d) = &docker {
-                removed.extend(d.down(Some(*v), purge).await?);
+            for runtime in &runtimes {
+                removed.extend(runtime.down(Some(*v), purge).await?);
             }
-            removed.extend(Local.down(Some(*v), purge).await?);
             if purge && variant.is_some() {
                 // The default lab directory of this folder, if no label recorded it.
                 let dir = std::path::absolute(PathBuf::from(format!("lab-{v:02}")))?;

@@ -25,7 +25,7 @@ pub async fn run(args: &InjectArgs) -> anyhow::Result<ExitCode> {
     };
     let r: Result<Relayed, _> = relay_transaction(
         args.server,
-        None,
+        args.bind,
         &args.helo,
         tls.as_ref().zip(args.tls_name.as_deref()),
         &args.mail_from,

@@ -4,9 +4,7 @@
 use std::process::ExitCode;
 
 use crate::exit;
-use crate::plan::RuntimeKind;
-use crate::runtime::docker::Docker;
-use crate::runtime::{RunningLab, discover};
+use crate::runtime::{LabRuntime, NodeRef, NodeRole, RunningLab, RuntimeError, discover};
 
 /// The one lab a command means: `--variant N`, or the only lab up.
 pub async fn one_lab(variant: Option<u32>) -> anyhow::Result<RunningLab> {
@@ -37,12 +35,6 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     async {
         let lab = one_lab(variant).await?;
-        if lab.runtime == RuntimeKind::Local {
-            return Err(exit::usage(format!(
-                "lab{:02} runs locally: its servers log to the terminal that runs `labctl up --runtime local`",
-                lab.variant
-            )));
-        }
         let nodes: Vec<_> = lab
             .nodes
             .iter()
@@ -51,10 +43,11 @@ pub async fn run(
                 Some(s) => {
                     n.name == s
                         || (s == "dns" && n.role == "dns")
-                        || n.domain.as_deref().is_some_and(|d| s == d || s == format!("mail.{d}"))
+                        || n.domain
+                            .as_deref()
+                            .is_some_and(|d| s == d || s == format!("mail.{d}"))
                 }
             })
-            .cloned()
             .collect();
         if nodes.is_empty() {
             return Err(exit::usage(format!(
@@ -68,21 +61,28 @@ pub async fn run(
                     .join(", ")
             )));
         }
-        let docker = Docker::connect().await?;
-        let prefixed = nodes.len() > 1;
-        let streams = nodes.iter().map(|n| {
-            let prefix = if prefixed {
-                format!("{}| ", n.name)
-            } else {
-                String::new()
-            };
-            let docker = docker.clone();
-            let name = n.name.clone();
-            async move { docker.stream_logs(&name, &prefix, follow).await }
-        });
-        for r in futures_util::future::join_all(streams).await {
-            r?;
-        }
+        let runtime = LabRuntime::connect(lab.runtime).await?;
+        let refs: Vec<NodeRef<'_>> = nodes
+            .iter()
+            .map(|n| NodeRef {
+                lab_dir: &lab.dir,
+                container: &n.name,
+                role: match &n.domain {
+                    Some(d) => NodeRole::Mail(d),
+                    None => NodeRole::Dns,
+                },
+            })
+            .collect();
+        runtime
+            .stream_logs(&refs, follow)
+            .await
+            .map_err(|e| match e {
+                RuntimeError::NoLogs(why) => {
+                    exit::usage(format!("lab{:02} runs locally: {why}", lab.variant))
+                }
+                e => e.into(),
+            })?;
         Ok(ExitCode::SUCCESS)
-    }.await
+    }
+    .await
 }

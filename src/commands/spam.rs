@@ -19,7 +19,7 @@ use crate::cli::SpamCommand;
 use crate::exit;
 use crate::lab::Lab;
 use crate::render::layout::server_config;
-use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR};
+use crate::runtime::{Arg, NodePath};
 
 /// Runs a `spam` subcommand.
 pub async fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
@@ -47,13 +47,7 @@ pub async fn run(command: &SpamCommand) -> anyhow::Result<ExitCode> {
             let lab = Lab::find(*variant, None)
                 .await
                 .map_err(|e| exit::usage(e.to_string()))?;
-            if lab.is_local() {
-                for s in &lab.servers {
-                    train_server(&lab.dir.join(server_config(&s.domain)), &messages, *spam)?;
-                }
-            } else {
-                train_in_containers(&lab, files, &messages, *spam).await?;
-            }
+            train_in_nodes(&lab, &messages, *spam).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -95,54 +89,46 @@ fn train_server(config_path: &Path, messages: &[Vec<u8>], spam: bool) -> anyhow:
     Ok(())
 }
 
-/// Docker: copies the messages into each mail container's data volume and
-/// runs `labctl spam train --config ... --consume` there.
-async fn train_in_containers(
-    lab: &Lab,
-    files: &[PathBuf],
-    messages: &[Vec<u8>],
-    spam: bool,
-) -> anyhow::Result<()> {
-    use crate::runtime::docker::{BINARY, Docker};
-    let docker = Docker::connect()
+/// Copies the messages into each mail server's data and runs `labctl spam
+/// train --config ... --consume` there (in the container on Docker).
+async fn train_in_nodes(lab: &Lab, messages: &[Vec<u8>], spam: bool) -> anyhow::Result<()> {
+    let runtime = lab
+        .runtime()
         .await
         .map_err(|e| exit::environment(e.to_string()))?;
     let batch = format!("spam/train-{:08x}", rand::random::<u32>());
-    let named: Vec<(String, Vec<u8>)> = files
+    let named: Vec<(String, Vec<u8>)> = messages
         .iter()
-        .zip(messages)
         .enumerate()
-        .map(|(i, (_, body))| (format!("{batch}/{i}.eml"), body.clone()))
+        .map(|(i, body)| (format!("{batch}/{i}.eml"), body.clone()))
         .collect();
     for s in &lab.servers {
-        docker
-            .write_files(&s.container, CONTAINER_DATA_DIR, &named)
+        let node = lab.mail_node(s);
+        runtime
+            .write_files(&node, NodePath::Data(""), &named)
             .await
             .map_err(|e| exit::environment(e.to_string()))?;
-        let mut cmd: Vec<String> = vec![
-            BINARY.into(),
+        let config = server_config(&s.domain);
+        let mut args: Vec<Arg<'_>> = vec![
             "spam".into(),
             "train".into(),
             if spam { "--spam" } else { "--ham" }.into(),
             "--consume".into(),
             "--config".into(),
-            format!("{CONTAINER_LAB_DIR}/{}", server_config(&s.domain)),
+            Arg::Path(NodePath::Lab(&config)),
         ];
-        cmd.extend(
-            named
-                .iter()
-                .map(|(p, _)| format!("{CONTAINER_DATA_DIR}/{p}")),
-        );
-        let (code, out, err) = docker
-            .exec(&s.container, &cmd)
+        args.extend(named.iter().map(|(p, _)| Arg::Path(NodePath::Data(p))));
+        let out = runtime
+            .exec_labctl(&node, &args)
             .await
             .map_err(|e| exit::environment(e.to_string()))?;
-        print!("{}", String::from_utf8_lossy(&out));
-        if code != 0 {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if out.code != 0 {
             anyhow::bail!(
-                "training in {} failed (exit {code}): {}",
-                s.container,
-                String::from_utf8_lossy(&err).trim()
+                "training in {} failed (exit {}): {}",
+                node.container,
+                out.code,
+                String::from_utf8_lossy(&out.stderr).trim()
             );
         }
     }

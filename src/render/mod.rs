@@ -100,6 +100,8 @@ pub mod layout {
     pub const DNS_DIR: &str = "dns";
     /// The DNS query log in the local runtime (on Docker: the DNS container's output).
     pub const LOCAL_DNS_QUERY_LOG: &str = "data/dns/queries.jsonl";
+    /// The DNS server's data folder in the local runtime.
+    pub const LOCAL_DNS_DATA: &str = "data/dns";
     /// Server certificate of a domain.
     pub fn server_cert(domain: &str) -> String {
         format!("certs/mail.{domain}.crt")

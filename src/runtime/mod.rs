@@ -10,7 +10,10 @@
 pub mod docker;
 pub mod local;
 pub mod lock;
+mod nodes;
 pub mod ready;
+
+pub use nodes::{Arg, ExecOutput, LabRuntime, NodePath, NodeRef, NodeRole};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -86,6 +89,10 @@ pub enum RuntimeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The runtime keeps no such log (the servers of a local lab log to
+    /// the terminal that runs them).
+    #[error("{0}")]
+    NoLogs(String),
     /// Something else about the environment.
     #[error("{0}")]
     Environment(String),
@@ -197,6 +204,76 @@ pub trait Runtime {
     async fn down(&self, variant: Option<u32>, purge: bool) -> Result<Removed, RuntimeError>;
 }
 
+/// How [`LabRuntime::up`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The lab runs on in the background (Docker containers).
+    Detached,
+    /// The lab ran in this process until Ctrl-C or SIGTERM (local runtime).
+    Foreground,
+}
+
+impl LabRuntime {
+    /// Brings the rendered lab of `plan` up. `lock` (the lab's lock, taken
+    /// before rendering) is held until the lab answers on Docker, and
+    /// released before a local lab starts serving in the foreground.
+    pub async fn up(
+        &self,
+        plan: &Plan,
+        rendered: &[PathBuf],
+        options: &UpOptions,
+        lock: lock::LabLock,
+    ) -> Result<Served, RuntimeError> {
+        match self {
+            Self::Docker(docker) => {
+                let hash = files_hash(&plan.dir, rendered)?;
+                docker.up(plan, &hash, options).await?;
+                drop(lock);
+                Ok(Served::Detached)
+            }
+            Self::Local => {
+                drop(lock);
+                crate::process::ensure_malloc_tunables();
+                local::Local.up(plan, "", options).await?;
+                Ok(Served::Foreground)
+            }
+        }
+    }
+
+    /// Labs of this runtime, optionally only `variant`.
+    pub async fn labs(&self, variant: Option<u32>) -> Result<Vec<RunningLab>, RuntimeError> {
+        match self {
+            Self::Docker(docker) => docker.labs(variant).await,
+            Self::Local => local::Local.labs(variant).await,
+        }
+    }
+
+    /// Removes lab `variant` (every lab with `None`); with `purge`, its data too.
+    pub async fn down(&self, variant: Option<u32>, purge: bool) -> Result<Removed, RuntimeError> {
+        match self {
+            Self::Docker(docker) => docker.down(variant, purge).await,
+            Self::Local => local::Local.down(variant, purge).await,
+        }
+    }
+
+    /// The variants that have anything of a lab here (for `down --all`).
+    pub async fn lab_numbers(&self) -> Result<Vec<u32>, RuntimeError> {
+        match self {
+            Self::Docker(docker) => docker.lab_numbers().await,
+            Self::Local => Ok(self.labs(None).await?.iter().map(|l| l.variant).collect()),
+        }
+    }
+}
+
+/// Every runtime of this machine: the local one, and Docker when its
+/// engine answers (else the error that says why not).
+pub async fn available() -> (Vec<LabRuntime>, Option<RuntimeError>) {
+    match docker::Docker::connect().await {
+        Ok(d) => (vec![LabRuntime::Local, LabRuntime::Docker(d)], None),
+        Err(e) => (vec![LabRuntime::Local], Some(e)),
+    }
+}
+
 /// The per-user folder of lock and state files (`$XDG_RUNTIME_DIR/labctl` or `/tmp/labctl-<uid>`).
 pub fn state_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -243,11 +320,15 @@ pub fn hex(bytes: &[u8]) -> String {
 /// An unreachable Docker engine is an error only when no local lab matches:
 /// a machine without Docker still sees its local labs.
 pub async fn discover(variant: Option<u32>) -> Result<Vec<RunningLab>, RuntimeError> {
-    let mut labs = local::Local.labs(variant).await?;
-    match docker::Docker::connect().await {
-        Ok(d) => labs.extend(d.labs(variant).await?),
-        Err(e) if labs.is_empty() => return Err(e),
-        Err(_) => {}
+    let (runtimes, unreachable) = available().await;
+    let mut labs = Vec::new();
+    for runtime in &runtimes {
+        labs.extend(runtime.labs(variant).await?);
+    }
+    if let Some(e) = unreachable
+        && labs.is_empty()
+    {
+        return Err(e);
     }
     labs.sort_by_key(|l| l.variant);
     Ok(labs)

@@ -222,7 +222,7 @@ impl Variant {
                     format!("{m:?} is not an address (expected user@domain)"),
                 ));
             };
-            if !is_local_part(local) {
+            if !is_valid_local_part(local) {
                 return Err(invalid(
                     "mailboxes",
                     format!("{m:?}: the user part must be letters, digits, '.', '-' or '_'"),
@@ -277,7 +277,7 @@ pub fn is_domain_name(name: &str) -> bool {
 }
 
 /// The lab's local parts: a conservative subset of RFC 5321 §4.1.2 dot-string.
-fn is_local_part(local: &str) -> bool {
+fn is_valid_local_part(local: &str) -> bool {
     !local.is_empty()
         && local.len() <= 64
         && local

@@ -9,10 +9,11 @@ use tokio::sync::OnceCell;
 
 use super::messages;
 use crate::client::imap::Imap;
-use crate::client::smtp::{Relayed, Reply, Smtp, relay_transaction};
+use crate::client::smtp::{Relayed, Reply, Smtp};
 use crate::client::tls::Tls;
 use crate::client::{ClientError, dns};
 use crate::lab::{Lab, Mailbox, Server};
+use crate::runtime::{Arg, ExecOutput, NodePath};
 use crate::variant::Variant;
 
 /// How long a check waits for a message to arrive.
@@ -104,9 +105,9 @@ impl Ctx {
 
     /// Sends `message` from `sender`'s own address to `receiver`'s MX as
     /// that server's relay would (EHLO its host name, STARTTLS, no AUTH).
-    /// Local runtime: a socket bound to the server's loopback address.
-    /// Docker: the address belongs to the container, so the transaction is
-    /// run inside it (`labctl inject` through the engine's exec).
+    /// The transaction is run inside the sender's node (`labctl inject
+    /// --bind <its address>`, through the lab's runtime), so it leaves from
+    /// the sender's own address on either runtime.
     pub async fn relay_from(
         &self,
         sender: &Server,
@@ -116,50 +117,35 @@ impl Ctx {
         message: &[u8],
     ) -> Result<Relayed, String> {
         let mx = receiver.addr(receiver.ports.smtp);
-        if self.lab.is_local() {
-            return relay_transaction(
-                mx,
-                Some(std::net::IpAddr::V4(sender.ip)),
-                &sender.hostname,
-                Some((&self.tls, receiver.hostname.as_str())),
-                mail_from,
-                rcpt,
-                message,
-            )
-            .await
-            .map_err(|(e, transcript)| format!("{e}\n{transcript}"));
-        }
         use base64::Engine;
-        let docker = crate::runtime::docker::Docker::connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let cmd: Vec<String> = [
-            crate::runtime::docker::BINARY,
-            "inject",
-            "--server",
-            &mx.to_string(),
-            "--helo",
-            &sender.hostname,
-            "--tls-name",
-            &receiver.hostname,
-            "--ca",
-            &format!(
-                "{}/{}",
-                crate::render::CONTAINER_LAB_DIR,
-                crate::render::layout::CA_CERT
-            ),
-            "--mail-from",
-            mail_from,
-            "--rcpt",
-            rcpt,
-            "--message-base64",
-            &base64::engine::general_purpose::STANDARD.encode(message),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let (code, stdout, stderr) = docker
-            .exec(&sender.container, &cmd)
+        let runtime = self.lab.runtime().await.map_err(|e| e.to_string())?;
+        let args: Vec<Arg<'_>> = vec![
+            "inject".into(),
+            "--bind".into(),
+            sender.ip.to_string().into(),
+            "--server".into(),
+            mx.to_string().into(),
+            "--helo".into(),
+            sender.hostname.as_str().into(),
+            "--tls-name".into(),
+            receiver.hostname.as_str().into(),
+            "--ca".into(),
+            Arg::Path(NodePath::Lab(crate::render::layout::CA_CERT)),
+            "--mail-from".into(),
+            mail_from.into(),
+            "--rcpt".into(),
+            rcpt.into(),
+            "--message-base64".into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(message)
+                .into(),
+        ];
+        let ExecOutput {
+            code,
+            stdout,
+            stderr,
+        } = runtime
+            .exec_labctl(&self.lab.mail_node(sender), &args)
             .await
             .map_err(|e| e.to_string())?;
         let out = String::from_utf8_lossy(&stdout);

@@ -213,7 +213,7 @@ pub async fn run(ctx: &Ctx, only: &[&str]) -> Report {
     Report {
         variant: ctx.lab.variant,
         lab: ctx.lab.dir.display().to_string(),
-        runtime: ctx.lab.runtime.clone(),
+        runtime: ctx.lab.runtime.as_str().to_string(),
         checks,
         millis: start.elapsed().as_millis() as u64,
     }
