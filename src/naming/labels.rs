@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use super::instance;
-use crate::plan::Plan;
 
 /// The lab number, two digits (`07`): present on every object we create.
 pub const LAB: &str = "io.labctl.lab";
@@ -51,8 +50,14 @@ pub fn lab_value(variant: u32) -> String {
     format!("{variant:02}")
 }
 
-/// The full label set of `object` in the lab of `plan`; `hash` only for containers.
-pub fn labels(plan: &Plan, object: Object<'_>, hash: Option<&str>) -> HashMap<String, String> {
+/// The full label set of `object` in the lab of `variant` rendered into
+/// `dir`; `hash` only for containers.
+pub fn labels(
+    variant: u32,
+    dir: &std::path::Path,
+    object: Object<'_>,
+    hash: Option<&str>,
+) -> HashMap<String, String> {
     let (role, domain) = match object {
         Object::Network => (ROLE_NETWORK, None),
         Object::Dns => (ROLE_DNS, None),
@@ -60,10 +65,10 @@ pub fn labels(plan: &Plan, object: Object<'_>, hash: Option<&str>) -> HashMap<St
         Object::Volume(d) => (ROLE_VOLUME, Some(d)),
     };
     let mut l = HashMap::from([
-        (LAB.to_string(), lab_value(plan.variant.number.into())),
-        (VARIANT.to_string(), plan.variant.number.to_string()),
+        (LAB.to_string(), lab_value(variant)),
+        (VARIANT.to_string(), variant.to_string()),
         (ROLE.to_string(), role.to_string()),
-        (DIR.to_string(), plan.dir.display().to_string()),
+        (DIR.to_string(), dir.display().to_string()),
         (VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ]);
     if let Some(i) = instance::current() {

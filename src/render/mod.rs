@@ -265,7 +265,9 @@ fn compose_labels(plan: &Plan) -> minijinja::Value {
     use crate::naming::labels::{Object, labels};
     let lines = |object: Object<'_>| -> Vec<String> {
         let sorted: std::collections::BTreeMap<String, String> =
-            labels(plan, object, None).into_iter().collect();
+            labels(plan.variant.number.into(), &plan.dir, object, None)
+                .into_iter()
+                .collect();
         sorted
             .into_iter()
             .map(|(k, v)| format!("{k}: {}", serde_json::Value::String(v)))

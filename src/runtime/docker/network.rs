@@ -102,7 +102,12 @@ impl Docker {
                 }]),
                 ..Default::default()
             }),
-            labels: Some(labels::labels(plan, Object::Network, None)),
+            labels: Some(labels::labels(
+                plan.variant.number.into(),
+                &plan.dir,
+                Object::Network,
+                None,
+            )),
             options: Some(HashMap::from([(
                 // the host side of the bridge, visible in `ip link`
                 "com.docker.network.bridge.name".to_string(),

@@ -202,7 +202,12 @@ impl Docker {
                 Err(e) if is_not_found(&e) => {
                     let request = VolumeCreateRequest {
                         name: Some(s.volume.clone()),
-                        labels: Some(labels::labels(plan, Object::Volume(&s.domain), None)),
+                        labels: Some(labels::labels(
+                            plan.variant.number.into(),
+                            &plan.dir,
+                            Object::Volume(&s.domain),
+                            None,
+                        )),
                         ..Default::default()
                     };
                     self.api
@@ -376,7 +381,7 @@ impl Docker {
             Some(domain) => Object::Mail(domain),
             None => Object::Dns,
         };
-        let object = labels::labels(plan, object, Some(hash));
+        let object = labels::labels(plan.variant.number.into(), &plan.dir, object, Some(hash));
         let mut binds = vec![format!("{}:{CONTAINER_LAB_DIR}:ro", plan.dir.display())];
         if let Some(v) = &d.volume {
             binds.push(format!("{v}:{CONTAINER_DATA_DIR}"));
