@@ -1,6 +1,7 @@
 //! The integration test binary (one binary, ripgrep style): every module
 //! drives the real `labctl` binary and its servers with independent clients.
 
+mod architecture;
 mod common;
 mod dns;
 mod docker;
