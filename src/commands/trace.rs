@@ -90,17 +90,7 @@ pub async fn run(
     let lab = Lab::find(variant, dir)
         .await
         .map_err(|e| exit::usage(e.to_string()))?;
-    let mut lines = Vec::new();
-    for s in &lab.servers {
-        lines.extend(
-            lab.transcript_lines(&s.domain)
-                .await
-                .map_err(|e| exit::environment(e.to_string()))?,
-        );
-    }
-    let (entries, bad) = trace::parse(&lines);
-    let sessions = trace::sessions(entries);
-    let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
+    let (sessions, bad) = read_sessions(&lab).await?;
     let wanted = message_id.map(|id| {
         if id.starts_with('<') {
             id.to_string()
@@ -108,19 +98,7 @@ pub async fn run(
             format!("<{id}>")
         }
     });
-    let found = async {
-        match &wanted {
-            Some(id) => find_message(&lab, &tls, None, &|raw| has_message_id(raw, id)).await,
-            None => {
-                let Some((qid, mailbox, folder)) = trace::last_delivery(&sessions) else {
-                    return Ok(None);
-                };
-                let want = |raw: &[u8]| received_ids(raw).contains(&qid);
-                find_message(&lab, &tls, Some((&mailbox, &folder)), &want).await
-            }
-        }
-    }
-    .await?;
+    let found = find_traced_message(&lab, &sessions, wanted.as_deref()).await?;
     let (id, ids) = match (&found, &wanted) {
         (Some(raw), _) => {
             let fields = headers::header_fields(raw);
@@ -146,8 +124,57 @@ pub async fn run(
             sessions.len()
         )));
     }
-    println!("Message {id}: {} SMTP session(s)", hops.len());
-    if let Some(raw) = &found {
+    print_summary(&id, hops.len(), found.as_deref(), &ids);
+    print!("{}", trace::render(&hops));
+    if let (Some(first), Some(last)) = (hops.first(), hops.last()) {
+        let end = last.entries.last().map(|e| e.time.as_str()).unwrap_or("");
+        print_dns_lookups(&lab, first.start(), end).await;
+    }
+    if bad > 0 {
+        eprintln!("note: {bad} transcript line(s) were not valid JSON and were skipped");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every SMTP session in the transcripts of both servers, and how many
+/// lines were not valid JSON.
+async fn read_sessions(lab: &Lab) -> anyhow::Result<(Vec<trace::Session>, usize)> {
+    let mut lines = Vec::new();
+    for s in &lab.servers {
+        lines.extend(
+            lab.transcript_lines(&s.domain)
+                .await
+                .map_err(|e| exit::environment(e.to_string()))?,
+        );
+    }
+    let (entries, bad) = trace::parse(&lines);
+    Ok((trace::sessions(entries), bad))
+}
+
+/// The message to trace, fetched over IMAPS: the one with Message-ID
+/// `wanted`, else the last one the transcripts show delivered.
+async fn find_traced_message(
+    lab: &Lab,
+    sessions: &[trace::Session],
+    wanted: Option<&str>,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
+    match wanted {
+        Some(id) => find_message(lab, &tls, None, &|raw| has_message_id(raw, id)).await,
+        None => {
+            let Some((qid, mailbox, folder)) = trace::last_delivery(sessions) else {
+                return Ok(None);
+            };
+            let want = |raw: &[u8]| received_ids(raw).contains(&qid);
+            find_message(lab, &tls, Some((&mailbox, &folder)), &want).await
+        }
+    }
+}
+
+/// The heading: the message, its header fields, the queue ids.
+fn print_summary(id: &str, sessions: usize, found: Option<&[u8]>, ids: &[String]) {
+    println!("Message {id}: {sessions} SMTP session(s)");
+    if let Some(raw) = found {
         let fields = headers::header_fields(raw);
         for n in ["From", "To", "Subject"] {
             println!("  {n}: {}", headers::value(&fields, n).unwrap_or(""));
@@ -157,45 +184,40 @@ pub async fn run(
         println!("  (not found in any mailbox: the transcripts alone)");
     }
     println!();
-    print!("{}", trace::render(&hops));
-    // DNS lookups the lab's servers made between the first and the last hop
-    // (the sender: MX and A of the next hop; the receiver: SPF, DKIM, DMARC).
-    if let (Some(first), Some(last)) = (hops.first(), hops.last()) {
-        let log = match lab.dns_query_lines().await {
-            Ok(log) => log,
-            Err(e) => {
-                println!("DNS lookups: the lab DNS's query log could not be read: {e}");
-                Vec::new()
-            }
-        };
-        let end = last.entries.last().map(|e| e.time.as_str()).unwrap_or("");
-        let mut any = false;
-        for server in &lab.servers {
-            let queries = trace::dns_between(&log, &server.ip.to_string(), first.start(), end);
-            if queries.is_empty() {
-                continue;
-            }
-            any = true;
-            println!("DNS lookups by {} on the way:", server.hostname);
-            for q in queries {
-                println!(
-                    "  {} {} {} -> {}",
-                    q.time.get(11..23).unwrap_or(&q.time),
-                    q.name,
-                    q.rtype,
-                    q.rcode
-                );
-            }
+}
+
+/// The DNS lookups the lab's servers made between `start` and `end` (the
+/// sender: MX and A of the next hop; the receiver: SPF, DKIM, DMARC).
+async fn print_dns_lookups(lab: &Lab, start: &str, end: &str) {
+    let log = match lab.dns_query_lines().await {
+        Ok(log) => log,
+        Err(e) => {
+            println!("DNS lookups: the lab DNS's query log could not be read: {e}");
+            Vec::new()
         }
-        if !any && !log.is_empty() {
+    };
+    let mut any = false;
+    for server in &lab.servers {
+        let queries = trace::dns_between(&log, &server.ip.to_string(), start, end);
+        if queries.is_empty() {
+            continue;
+        }
+        any = true;
+        println!("DNS lookups by {} on the way:", server.hostname);
+        for q in queries {
             println!(
-                "DNS lookups: none reached the lab DNS while this message travelled; the servers'\n  \
-                 resolvers answered from their caches (records seen within their TTL)"
+                "  {} {} {} -> {}",
+                q.time.get(11..23).unwrap_or(&q.time),
+                q.name,
+                q.rtype,
+                q.rcode
             );
         }
     }
-    if bad > 0 {
-        eprintln!("note: {bad} transcript line(s) were not valid JSON and were skipped");
+    if !any && !log.is_empty() {
+        println!(
+            "DNS lookups: none reached the lab DNS while this message travelled; the servers'\n  \
+             resolvers answered from their caches (records seen within their TTL)"
+        );
     }
-    Ok(ExitCode::SUCCESS)
 }

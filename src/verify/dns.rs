@@ -75,27 +75,50 @@ fn p_tag(record: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-async fn domain_checks(ctx: &Ctx, s: &Server) -> Vec<Check> {
-    let r = ctx.lab.dns_addr();
-    let d = s.domain.as_str();
-    let ip = s.ip.to_string();
-    let q = |name: String, t: RecordType| async move {
-        query(r, &name, t).await.map_err(|e| e.to_string())
-    };
-    let (mx, a_mail, a_apex, txt, dmarc) = tokio::join!(
-        q(d.to_string(), RecordType::MX),
-        q(format!("mail.{d}"), RecordType::A),
-        q(d.to_string(), RecordType::A),
-        q(d.to_string(), RecordType::TXT),
-        q(format!("_dmarc.{d}"), RecordType::TXT),
-    );
-    let mut checks = Vec::new();
-    let show = |r: &Result<Vec<String>, String>| match r {
+/// An answer of the lab DNS: the records as text, or why there are none.
+type Answer = Result<Vec<String>, String>;
+
+/// Asks the lab DNS for `name`/`t`.
+async fn ask(ctx: &Ctx, name: String, t: RecordType) -> Answer {
+    query(ctx.lab.dns_addr(), &name, t)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// An answer as evidence.
+fn show(r: &Answer) -> String {
+    match r {
         Ok(v) if v.is_empty() => "(no record)".to_string(),
         Ok(v) => v.join(", "),
         Err(e) => e.clone(),
-    };
+    }
+}
 
+/// The checks of one domain. Every check is always reported: a lookup that
+/// fails makes its own check fail with the cause, never drops another.
+async fn domain_checks(ctx: &Ctx, s: &Server) -> Vec<Check> {
+    let d = s.domain.as_str();
+    let (mx, a_mail, a_apex, txt, dmarc) = tokio::join!(
+        ask(ctx, d.to_string(), RecordType::MX),
+        ask(ctx, format!("mail.{d}"), RecordType::A),
+        ask(ctx, d.to_string(), RecordType::A),
+        ask(ctx, d.to_string(), RecordType::TXT),
+        ask(ctx, format!("_dmarc.{d}"), RecordType::TXT),
+    );
+    let mut checks = vec![mx_and_a_check(s, &mx, &a_mail)];
+    if ctx.variant.spf().mechanisms.contains(&SpfMechanism::A) {
+        checks.push(apex_a_check(s, &a_apex));
+    }
+    checks.push(spf_check(ctx, s, &txt));
+    checks.push(dkim_check(ctx, s).await);
+    checks.push(dmarc_check(s, &dmarc));
+    checks
+}
+
+/// MX `<d>` = `10 mail.<d>` and A `mail.<d>` = the server's address.
+fn mx_and_a_check(s: &Server, mx: &Answer, a_mail: &Answer) -> Check {
+    let d = s.domain.as_str();
+    let ip = s.ip.to_string();
     let mx_ok = mx.as_ref().is_ok_and(|v| {
         v.len() == 1 && {
             let mut p = v[0].split_whitespace();
@@ -105,50 +128,44 @@ async fn domain_checks(ctx: &Ctx, s: &Server) -> Vec<Check> {
     let a_ok = a_mail
         .as_ref()
         .is_ok_and(|v| v == std::slice::from_ref(&ip));
-    checks.push(Check::new(
+    Check::new(
         "R13",
         format!("{d}: MX and A of mail.{d}"),
         mx_ok && a_ok,
         format!(
             "MX {d} = {}\nA mail.{d} = {} (expected {ip})",
-            show(&mx),
-            show(&a_mail)
+            show(mx),
+            show(a_mail)
         ),
-    ));
+    )
+}
 
-    let wants_a = ctx.variant.spf().mechanisms.contains(&SpfMechanism::A);
-    let apex_ok = a_apex.as_ref().is_ok_and(|v| v.contains(&ip));
-    if wants_a {
-        checks.push(Check::new(
-            "R13",
-            format!("{d}: apex A (the policy has `a`)"),
-            apex_ok,
-            format!("A {d} = {} (expected {ip})", show(&a_apex)),
-        ));
-    }
-
-    let expected_spf = ctx.variant.spf_policy.as_str();
-    let spf: Vec<String> = match &txt {
-        Ok(v) => v
-            .iter()
-            .filter(|t| t.starts_with("v=spf1"))
-            .cloned()
-            .collect(),
-        Err(e) => {
-            checks.push(Check::fail(
-                "R13",
-                format!("{d}: SPF record exactly the variant's"),
-                e.clone(),
-            ));
-            return checks;
-        }
-    };
-    checks.push(Check::new(
+/// The apex A record, which the `a` mechanism of the policy looks up.
+fn apex_a_check(s: &Server, a_apex: &Answer) -> Check {
+    let (d, ip) = (s.domain.as_str(), s.ip.to_string());
+    Check::new(
         "R13",
-        format!("{d}: SPF record exactly the variant's"),
-        spf.len() == 1 && spf[0] == expected_spf,
+        format!("{d}: apex A (the policy has `a`)"),
+        a_apex.as_ref().is_ok_and(|v| v.contains(&ip)),
+        format!("A {d} = {} (expected {ip})", show(a_apex)),
+    )
+}
+
+/// Exactly one SPF record, exactly the variant's policy (RFC 7208 §4.5).
+fn spf_check(ctx: &Ctx, s: &Server, txt: &Answer) -> Check {
+    let d = s.domain.as_str();
+    let name = format!("{d}: SPF record exactly the variant's");
+    let expected = ctx.variant.spf_policy.as_str();
+    let spf: Vec<&String> = match txt {
+        Ok(v) => v.iter().filter(|t| t.starts_with("v=spf1")).collect(),
+        Err(e) => return Check::fail("R13", name, format!("TXT {d}: {e}")),
+    };
+    Check::new(
+        "R13",
+        name,
+        spf.len() == 1 && spf[0] == expected,
         format!(
-            "TXT {d} = {} (expected \"{expected_spf}\"; RFC 7208 §4.5 allows exactly one)",
+            "TXT {d} = {} (expected \"{expected}\"; RFC 7208 §4.5 allows exactly one)",
             if spf.is_empty() {
                 "(no SPF record)".into()
             } else {
@@ -158,73 +175,75 @@ async fn domain_checks(ctx: &Ctx, s: &Server) -> Vec<Check> {
                     .join(", ")
             }
         ),
-    ));
+    )
+}
 
-    let dkim_name = format!("{d}: DKIM key record = the key the server signs with");
-    match signing_key(ctx, s) {
-        Err(e) => checks.push(Check::fail("R13", dkim_name, e)),
-        Ok((selector, key_path)) => {
-            let name = format!("{selector}._domainkey.{d}");
-            let published = q(name.clone(), RecordType::TXT).await;
-            let expected = std::fs::read_to_string(&key_path)
-                .map_err(|e| format!("{}: {e}", key_path.display()))
-                .and_then(|pem| crate::pki::dkim_txt(&pem).map_err(|e| e.to_string()));
-            match (published, expected) {
-                (Ok(v), Ok(exp)) => {
-                    let want = p_tag(&exp).unwrap_or_default();
-                    let got: Vec<String> = v.iter().filter_map(|t| p_tag(t)).collect();
-                    let ok = got.len() == 1 && got[0] == want;
-                    let shown = got.first().map(|p| {
-                        format!(
-                            "p={}...{} ({} chars)",
-                            &p[..p.len().min(16)],
-                            &p[p.len().saturating_sub(8)..],
-                            p.len()
-                        )
-                    });
-                    checks.push(Check::new(
-                        "R13",
-                        dkim_name,
-                        ok,
-                        format!(
-                            "TXT {name} = {}\npublic key of {} {} it",
-                            shown.unwrap_or_else(|| "(no DKIM record)".into()),
-                            key_path.display(),
-                            if ok { "matches" } else { "does NOT match" }
-                        ),
-                    ));
-                }
-                (Err(e), _) | (_, Err(e)) => checks.push(Check::fail("R13", dkim_name, e)),
-            }
-        }
-    }
+/// The DKIM key record is the public half of the key the server signs with.
+async fn dkim_check(ctx: &Ctx, s: &Server) -> Check {
+    let d = s.domain.as_str();
+    let check_name = format!("{d}: DKIM key record = the key the server signs with");
+    let (selector, key_path) = match signing_key(ctx, s) {
+        Ok(k) => k,
+        Err(e) => return Check::fail("R13", check_name, e),
+    };
+    let name = format!("{selector}._domainkey.{d}");
+    let published = ask(ctx, name.clone(), RecordType::TXT).await;
+    let expected = std::fs::read_to_string(&key_path)
+        .map_err(|e| format!("{}: {e}", key_path.display()))
+        .and_then(|pem| crate::pki::dkim_txt(&pem).map_err(|e| e.to_string()));
+    let (published, expected) = match (published, expected) {
+        (Ok(v), Ok(exp)) => (v, exp),
+        (Err(e), _) | (_, Err(e)) => return Check::fail("R13", check_name, e),
+    };
+    let want = p_tag(&expected).unwrap_or_default();
+    let got: Vec<String> = published.iter().filter_map(|t| p_tag(t)).collect();
+    let ok = got.len() == 1 && got[0] == want;
+    let shown = got.first().map(|p| {
+        format!(
+            "p={}...{} ({} chars)",
+            &p[..p.len().min(16)],
+            &p[p.len().saturating_sub(8)..],
+            p.len()
+        )
+    });
+    Check::new(
+        "R13",
+        check_name,
+        ok,
+        format!(
+            "TXT {name} = {}\npublic key of {} {} it",
+            shown.unwrap_or_else(|| "(no DKIM record)".into()),
+            key_path.display(),
+            if ok { "matches" } else { "does NOT match" }
+        ),
+    )
+}
 
-    let dmarc_records: Vec<String> = dmarc
+/// One DMARC record with a valid `p=` (RFC 7489 §6.3).
+fn dmarc_check(s: &Server, dmarc: &Answer) -> Check {
+    let d = s.domain.as_str();
+    let records: Vec<&String> = dmarc
         .as_ref()
-        .map(|v| {
-            v.iter()
-                .filter(|t| t.starts_with("v=DMARC1"))
-                .cloned()
-                .collect()
-        })
+        .map(|v| v.iter().filter(|t| t.starts_with("v=DMARC1")).collect())
         .unwrap_or_default();
-    checks.push(Check::new(
+    Check::new(
         "R13",
         format!("{d}: DMARC record"),
-        dmarc_records.len() == 1
-            && crate::analysis::headers::tag_list(&dmarc_records[0])
+        records.len() == 1
+            && crate::analysis::headers::tag_list(records[0])
                 .iter()
                 .any(|(k, v)| k == "p" && ["none", "quarantine", "reject"].contains(&v.as_str())),
-        format!("TXT _dmarc.{d} = {}", show(&dmarc)),
-    ));
-    checks
+        format!("TXT _dmarc.{d} = {}", show(dmarc)),
+    )
 }
 
 async fn ptr_check(ctx: &Ctx) -> Check {
-    let results = join_all(ctx.lab.servers.iter().map(|s| async move {
-        let r = query(ctx.lab.dns_addr(), &s.ip.to_string(), RecordType::PTR).await;
-        (s, r)
-    }))
+    let results = join_all(
+        ctx.lab
+            .servers
+            .iter()
+            .map(|s| async move { (s, ask(ctx, s.ip.to_string(), RecordType::PTR).await) }),
+    )
     .await;
     let mut ok = true;
     let mut evidence = Vec::new();
@@ -233,12 +252,12 @@ async fn ptr_check(ctx: &Ctx) -> Check {
             .as_ref()
             .is_ok_and(|v| v.len() == 1 && norm(&v[0]) == s.hostname.to_ascii_lowercase());
         ok &= good;
-        let got = match r {
-            Ok(v) if v.is_empty() => "(no record)".into(),
-            Ok(v) => v.join(", "),
-            Err(e) => e.to_string(),
-        };
-        evidence.push(format!("PTR {} = {got} (expected {}.)", s.ip, s.hostname));
+        evidence.push(format!(
+            "PTR {} = {} (expected {}.)",
+            s.ip,
+            show(&r),
+            s.hostname
+        ));
     }
     Check::new(
         "R13",
