@@ -527,3 +527,35 @@ fn interrupted_spool_writes_are_never_relayed_after_restart() {
     assert!(queue.join(format!("{stem}.msg.corrupt")).exists());
     lab.assert_alive(0);
 }
+
+/// DATA holds at most `max_message_size` bytes: past it the rest is read
+/// and dropped to the final dot, then `552 5.3.4` (RFC 1870 §6), and the
+/// session and the server go on.
+#[test]
+fn data_past_the_size_limit_is_dropped_then_refused() {
+    if !have_tool(python3()) {
+        return;
+    }
+    let mut lab = Lab::start();
+    let path = lab.config(1);
+    let text = fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "  max_message_size: 26214400\n",
+        "  max_message_size: 300000\n",
+    );
+    assert!(text.contains("max_message_size: 300000"), "{text}");
+    fs::write(&path, text).unwrap();
+    lab.restart(1);
+    let line = format!("{}\r\n", "x".repeat(998));
+    let big = plain("too big", &line.repeat(4000));
+    assert!(big.len() > 3_000_000);
+    let v = lab.send_mx(&big);
+    assert_eq!(
+        code(&v, "data"),
+        (552, "5.3.4 Message size exceeds the fixed limit".into()),
+        "{v}"
+    );
+    let v = lab.send_mx(&plain("fits", "small"));
+    assert_eq!(code(&v, "data").0, 250, "{v}");
+    lab.assert_alive(1);
+}
