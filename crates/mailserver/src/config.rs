@@ -24,6 +24,8 @@ pub const DEFAULT_COMMAND_TIMEOUT_SECS: u64 = 300;
 pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 5;
 /// Default IMAP literal size limit.
 pub const DEFAULT_MAX_LITERAL_SIZE: usize = 25 * 1024 * 1024;
+/// Default per-mailbox quota (all folders): 256 MiB.
+pub const DEFAULT_MAILBOX_QUOTA: u64 = 256 * 1024 * 1024;
 
 /// Errors of loading a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -272,6 +274,20 @@ pub struct Limits {
     pub auth_failures_per_minute: u32,
     /// Largest IMAP literal.
     pub max_literal_size: usize,
+    /// Deepest MIME nesting (multiparts and messages; Postfix
+    /// `mime_nesting_limit`). At most [`crate::message::DEFAULT_MAX_DEPTH`]:
+    /// the later parse sites apply that ceiling.
+    pub max_mime_depth: usize,
+    /// Most MIME parts per message.
+    pub max_mime_parts: usize,
+    /// Most fields in one header section.
+    pub max_header_fields: usize,
+    /// Largest header section in bytes.
+    pub max_header_bytes: usize,
+    /// `Received` fields at which a message is refused (RFC 5321 §6.3).
+    pub max_hops: usize,
+    /// Bytes one mailbox may hold over all its folders (0: no quota).
+    pub mailbox_quota: u64,
 }
 
 impl Default for Limits {
@@ -283,6 +299,12 @@ impl Default for Limits {
             command_timeout_secs: DEFAULT_COMMAND_TIMEOUT_SECS,
             auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
             max_literal_size: DEFAULT_MAX_LITERAL_SIZE,
+            max_mime_depth: crate::message::DEFAULT_MAX_DEPTH,
+            max_mime_parts: crate::message::DEFAULT_MAX_PARTS,
+            max_header_fields: crate::message::DEFAULT_MAX_HEADER_FIELDS,
+            max_header_bytes: crate::message::DEFAULT_MAX_HEADER_BYTES,
+            max_hops: crate::message::DEFAULT_MAX_HOPS,
+            mailbox_quota: DEFAULT_MAILBOX_QUOTA,
         }
     }
 }
@@ -291,6 +313,16 @@ impl Limits {
     /// The command timeout as a `Duration`.
     pub fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout_secs)
+    }
+
+    /// The message shape limits (see [`crate::message`]).
+    pub fn message(&self) -> crate::message::Limits {
+        crate::message::Limits {
+            max_depth: self.max_mime_depth,
+            max_parts: self.max_mime_parts,
+            max_header_fields: self.max_header_fields,
+            max_header_bytes: self.max_header_bytes,
+        }
     }
 }
 

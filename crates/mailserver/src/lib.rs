@@ -12,6 +12,7 @@ pub mod conn;
 pub mod error;
 pub mod filter;
 pub mod imap;
+pub mod message;
 pub mod pop3;
 pub mod queue;
 pub mod server;

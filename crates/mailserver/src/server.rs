@@ -174,7 +174,8 @@ impl Context {
             tls_acceptor: tokio_rustls::TlsAcceptor::from(tls),
             tls_connector: tokio_rustls::TlsConnector::from(client),
             accounts: Accounts::new(&config),
-            store: Store::new(config.data_dir.join("mail"), config.hostname.clone()),
+            store: Store::new(config.data_dir.join("mail"), config.hostname.clone())
+                .with_quota(config.limits.mailbox_quota),
             transcripts,
             junk_training,
             envelopes: Default::default(),

@@ -186,11 +186,13 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Filter>>, crate::Error> {
     build_filters(config).map(|f| f.list)
 }
 
-/// The spam filter learns from IMAP moves into and out of `Junk`.
+/// The spam filter learns from IMAP moves into and out of `Junk`, on its
+/// training thread (see [`spam::trainer`]): never on the caller's (async)
+/// thread, and the model file is not rewritten per message.
 impl JunkTraining for spam::SpamFilter {
     fn learn(&self, message: &[u8], spam: bool) {
-        if let Err(e) = self.train(message, spam) {
-            tracing::warn!(error = %e, spam, "junk training failed");
+        if !self.train_later(message, spam) {
+            tracing::warn!(spam, "junk training queue full, message not learned");
         }
     }
 }

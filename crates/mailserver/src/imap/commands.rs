@@ -582,6 +582,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     fn append(&mut self, tag: &Tag<'_>, name: &str, flags: Flags, date: Option<i64>, bytes: &[u8]) {
+        // The message limits before anything parses it (crate::message).
+        if let Err(e) = crate::message::check(bytes, &self.ctx.config.limits.message()) {
+            return self.status(Kind::No, Some(tag), None, &e.to_string());
+        }
         if !self.ctx.store.folder_exists(self.user(), name) {
             // RFC 3501 §6.3.11: TRYCREATE when the folder does not exist.
             self.status(
@@ -602,6 +606,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     _ => None,
                 };
                 self.status(Kind::Ok, Some(tag), code, "APPEND completed");
+            }
+            // RFC 5530 §3: OVERQUOTA.
+            Err(StoreError::OverQuota(_)) => {
+                let text = "Mailbox is over its quota; delete messages first";
+                self.status(Kind::No, Some(tag), Some(Code::OverQuota), text)
             }
             Err(e) => self.status(Kind::No, Some(tag), None, &store_error_text(&e)),
         }

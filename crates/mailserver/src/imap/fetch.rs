@@ -15,7 +15,7 @@ use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::envelope::{Address, Envelope};
 use imap_codec::imap_types::fetch::{MessageDataItem, MessageDataItemName, Section};
 use imap_codec::imap_types::response::Data;
-use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MimeHeaders, PartType};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
@@ -104,7 +104,7 @@ fn header_fields(header: &[u8], names: &[AString<'_>], not: bool) -> Vec<u8> {
 /// The MIME header and body of part `path` (RFC 3501 §6.4.5 part numbering).
 /// A message/rfc822 part is parsed again from its own bytes when descended into.
 fn locate(raw: &[u8], path: &[NonZeroU32]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let msg = MessageParser::default().parse(raw)?;
+    let msg = crate::message::parse_bounded(raw)?;
     let mut idx = 0usize;
     for (k, n) in path.iter().enumerate() {
         let n = n.get() as usize;
@@ -313,7 +313,7 @@ fn structure(
             number_of_lines: lines,
         }
     } else if ctype == "MESSAGE" && subtype == "RFC822" && depth < 32 {
-        match MessageParser::default().parse(body) {
+        match crate::message::parse_bounded(body) {
             Some(inner) => match structure(&inner, body, 0, ext, depth + 1) {
                 Some(bs) => SpecificFields::Message {
                     envelope: Box::new(envelope(&inner)),
@@ -361,7 +361,7 @@ fn structure(
 
 /// The BODYSTRUCTURE of a whole message.
 pub(crate) fn body_structure(raw: &[u8], ext: bool) -> Option<BodyStructure<'static>> {
-    let msg = MessageParser::default().parse(raw)?;
+    let msg = crate::message::parse_bounded(raw)?;
     structure(&msg, raw, 0, ext, 0)
 }
 
@@ -475,8 +475,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             let envelope = match cached {
                 Some(e) => Some(e),
-                None if wants_envelope => MessageParser::default()
-                    .parse(&raw[..header_end(&raw)])
+                None if wants_envelope => crate::message::parse_bounded(&raw[..header_end(&raw)])
                     .map(|m| {
                         let e = Arc::new(envelope(&m));
                         self.ctx

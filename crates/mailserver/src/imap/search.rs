@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::search::SearchKey;
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::fetch::{fields, header_end};
@@ -68,7 +68,7 @@ fn load(raw: &[u8]) -> Content {
             .iter()
             .any(|(n, v)| n == "content-transfer-encoding" && v != "7bit" && v != "8bit");
     let needs_parse = encoded_words || encoded_body || c.headers.iter().any(|(n, _)| n == "date");
-    if needs_parse && let Some(msg) = MessageParser::default().parse(raw) {
+    if needs_parse && let Some(msg) = crate::message::parse_bounded(raw) {
         c.sent = msg.date().map(|d| d.to_timestamp());
         if encoded_words {
             for h in msg.headers() {

@@ -85,10 +85,10 @@ pub fn build(hostname: &str, record: &QueuedMessage, original: &[u8]) -> Option<
 
 /// Sends the DSN of `record` to its sender: into the sender's Maildir when
 /// the sender is local, through the queue (null sender) otherwise.
-/// Blocking (fsync).
-pub fn send_failures(ctx: &Context, record: &QueuedMessage, original: &[u8]) {
+/// Blocking (fsync). `Ok` when there is nothing to send or it is durable.
+pub fn send_failures(ctx: &Context, record: &QueuedMessage, original: &[u8]) -> Result<(), String> {
     let Some(dsn) = build(&ctx.config.hostname, record, original) else {
-        return;
+        return Ok(());
     };
     let result = if ctx.accounts.exists(&record.mail_from) {
         ctx.store
@@ -101,8 +101,8 @@ pub fn send_failures(ctx: &Context, record: &QueuedMessage, original: &[u8]) {
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
-    match result {
-        Ok(()) => tracing::info!(id = %record.id, to = %record.mail_from, "DSN sent"),
-        Err(e) => tracing::error!(id = %record.id, error = %e, "DSN could not be sent"),
+    if result.is_ok() {
+        tracing::info!(id = %record.id, to = %record.mail_from, "DSN sent");
     }
+    result
 }

@@ -3,16 +3,21 @@
 //!
 //! Spool layout under `<data_dir>/queue/`: one file `<id>.msg` per message:
 //! its [`QueuedMessage`] record (recipients with their state, attempts,
-//! next attempt) as one line of JSON, then the message as it will be sent
-//! (signature already prepended). A new file is written under its final
-//! name with `create_new`, fsync'd, and the folder fsync'd, so a `250` is
-//! only sent for a message that is on disk; a record update is written to a
-//! temporary name, fsync'd and renamed over it. One file per message keeps
-//! file creations and deletions (and their fsyncs) to one each. Removing a
-//! delivered message does not fsync the folder: after a crash the file may
-//! come back and the message be delivered twice, which SMTP allows
-//! (RFC 5321 §6.1 prefers duplicates to losses); it is never lost. A
-//! restart finds every file and resumes.
+//! next attempt, body size) as one line of JSON, then the message as it
+//! will be sent (signature already prepended). Every write, the first one
+//! included, goes to `<id>.msg.tmp`, is fsync'd, renamed over `<id>.msg`
+//! and the folder fsync'd, so a `<id>.msg` is always complete: a crash
+//! mid-write leaves only a temporary file, which [`Queue::open`] removes
+//! (the client got no `250` for it). A `<id>.msg` whose body is not the
+//! size its record states (a disk fault, or a file written by an earlier
+//! version) is moved aside as `<id>.msg.corrupt` and never relayed.
+//! One file per message keeps file creations and deletions (and their
+//! fsyncs) to one each. Removing a delivered message does not fsync the
+//! folder: after a crash the file may come back and the message be
+//! delivered twice, which SMTP allows (RFC 5321 §6.1 prefers duplicates to
+//! losses); it is never lost. A message is removed only once the bounce of
+//! its failed recipients is safely delivered or queued. A restart finds
+//! every file and resumes. See docs/limits.md, "The queue on disk".
 
 mod dsn;
 pub(crate) mod no_verify;
@@ -104,6 +109,10 @@ pub struct QueuedMessage {
     pub attempts: u32,
     /// Earliest next attempt (Unix seconds).
     pub next_attempt: u64,
+    /// Bytes of the message after the record line (absent in files of
+    /// earlier versions).
+    #[serde(default)]
+    pub size: Option<u64>,
 }
 
 /// Current Unix time in seconds.
@@ -139,6 +148,7 @@ impl Queue {
             index: Mutex::new(HashMap::new()),
             pool: worker::Pool::default(),
         };
+        queue.remove_stale()?;
         queue.migrate_legacy()?;
         // A restart resumes: every record on disk is due now.
         let records = queue.list();
@@ -148,6 +158,31 @@ impl Queue {
             }
         }
         Ok(queue)
+    }
+
+    /// Removes the temporary files of writes a crash interrupted (their
+    /// message was never acknowledged) and moves aside spool files whose
+    /// body is shorter or longer than their record says.
+    fn remove_stale(&self) -> Result<(), QueueError> {
+        let entries = fs::read_dir(&self.dir).map_err(io("read", &self.dir))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".msg.tmp") {
+                tracing::warn!(path = %p.display(), "interrupted queue write removed");
+                fs::remove_file(&p).map_err(io("remove", &p))?;
+            } else if name.ends_with(".msg")
+                && let Err(e) = fs::read(&p)
+                    .map_err(io("read", &p))
+                    .and_then(|b| decode(b, &p))
+            {
+                let aside = p.with_extension("msg.corrupt");
+                tracing::error!(error = %e, path = %aside.display(), "damaged queue file moved aside, not relayed");
+                fs::rename(&p, &aside).map_err(io("rename", &aside))?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        Ok(())
     }
 
     /// Converts a spool of the earlier layout (`<id>.json` record and
@@ -175,6 +210,10 @@ impl Queue {
             };
             let path = self.path(&record.id);
             let tmp = self.dir.join(format!("{}.msg.tmp", record.id));
+            let record = QueuedMessage {
+                size: Some(body.len() as u64),
+                ..record
+            };
             let bytes = encode(&record, &body, &path)?;
             let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
             f.write_all(&bytes).map_err(io("write", &tmp))?;
@@ -268,34 +307,42 @@ impl Queue {
             created: now,
             attempts: 0,
             next_attempt: now,
+            size: None,
         };
-        // A new file needs no temporary name: until the folder is fsync'd
-        // below and `250` is sent, nobody relies on it.
-        let path = self.path(&id);
-        let bytes = encode(&record, message, &path)?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io("create", &path))?;
-        f.write_all(&bytes).map_err(io("write", &path))?;
-        f.sync_all().map_err(io("fsync", &path))?;
-        sync_dir(&self.dir)?;
+        self.write(&record, message)?;
         self.set_index(&id, Some(now));
         Ok(id)
     }
 
-    /// Writes an updated record (with the unchanged body) atomically and durably.
-    pub fn save(&self, record: &QueuedMessage) -> Result<(), QueueError> {
+    /// Writes a spool file atomically and durably: temporary file, fsync,
+    /// rename, folder fsync. A crash at any point leaves either the old
+    /// file or the new one, never part of one.
+    fn write(&self, record: &QueuedMessage, message: &[u8]) -> Result<(), QueueError> {
         let path = self.path(&record.id);
-        let body = self.body(&record.id)?;
         let tmp = self.dir.join(format!("{}.msg.tmp", record.id));
-        let bytes = encode(record, &body, &path)?;
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        let record = QueuedMessage {
+            size: Some(message.len() as u64),
+            ..record.clone()
+        };
+        let bytes = encode(&record, message, &path)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
         f.write_all(&bytes).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
         fs::rename(&tmp, &path).map_err(io("rename", &path))?;
         sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Writes an updated record (with the unchanged body) atomically and durably.
+    pub fn save(&self, record: &QueuedMessage) -> Result<(), QueueError> {
+        let body = self.body(&record.id)?;
+        self.write(record, &body)?;
         self.set_index(&record.id, Some(record.next_attempt));
         Ok(())
     }
@@ -382,8 +429,17 @@ fn decode(mut bytes: Vec<u8>, path: &Path) -> Result<(QueuedMessage, Vec<u8>), Q
         .iter()
         .position(|&b| b == b'\n')
         .ok_or_else(|| bad("no record line".into()))?;
-    let record = serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(e.to_string()))?;
+    let record: QueuedMessage =
+        serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(e.to_string()))?;
     bytes.drain(..=nl);
+    if let Some(size) = record.size
+        && size != bytes.len() as u64
+    {
+        return Err(bad(format!(
+            "the message is {} bytes, the record says {size}: truncated",
+            bytes.len()
+        )));
+    }
     Ok((record, bytes))
 }
 
@@ -429,6 +485,7 @@ mod tests {
         // A spool of the earlier layout (record and body apart) is converted.
         let legacy = QueuedMessage {
             id: "legacy1".into(),
+            size: None,
             ..record
         };
         fs::write(
@@ -443,6 +500,49 @@ mod tests {
         assert!(!dir.join("legacy1.json").exists() && !dir.join("legacy1.eml").exists());
         q.remove("legacy1").unwrap();
         assert!(q.due(now_secs()).is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interrupted_and_truncated_files_are_never_relayed() {
+        let dir = std::env::temp_dir().join(format!("queue-crash-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let q = Queue::open(&dir).unwrap();
+        let good = q
+            .enqueue(
+                "a@x.test",
+                &["b@y.test".into()],
+                b"Subject: ok\r\n\r\nok\r\n",
+            )
+            .unwrap();
+        let cut = q
+            .enqueue(
+                "a@x.test",
+                &["b@y.test".into()],
+                b"Subject: cut\r\n\r\nlong body\r\n",
+            )
+            .unwrap();
+        assert!(
+            fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+        );
+        // A crash mid-write: a temporary file, and a file cut short.
+        fs::write(dir.join("dead1.msg.tmp"), b"{\"id\":\"dead1\"").unwrap();
+        let full = fs::read(dir.join(format!("{cut}.msg"))).unwrap();
+        fs::write(dir.join(format!("{cut}.msg")), &full[..full.len() - 5]).unwrap();
+        let q = Queue::open(&dir).unwrap();
+        assert_eq!(q.due(now_secs()), vec![good.clone()]);
+        assert!(
+            !dir.join("dead1.msg.tmp").exists(),
+            "stale temp file removed"
+        );
+        assert!(
+            dir.join(format!("{cut}.msg.corrupt")).exists(),
+            "moved aside"
+        );
+        assert_eq!(q.body(&good).unwrap(), b"Subject: ok\r\n\r\nok\r\n");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -110,6 +110,7 @@ pub async fn run(ctx: Arc<Context>) {
                 match tokio::task::spawn_blocking(move || q.queue.read(&rid)).await {
                     Ok(Ok((record, body))) => attempt(&ctx, record, body).await,
                     other => {
+                        // Left in the spool, not retried until a restart.
                         tracing::error!(%id, ?other, "queue record unreadable, left in the spool");
                         ctx.queue.set_index(&id, None);
                     }
@@ -170,23 +171,43 @@ async fn attempt(ctx: &Arc<Context>, mut record: QueuedMessage, body: Vec<u8>) {
         .recipients
         .iter()
         .any(|r| r.state == RcptState::Pending);
+    let delay = retry_delay(&relay.retry_schedule_secs, record.attempts);
+    let id = record.id.clone();
     let ctx2 = ctx.clone();
     let result = if pending {
-        let schedule = &relay.retry_schedule_secs;
-        let idx = (record.attempts as usize).saturating_sub(1);
-        let delay = schedule.get(idx).or(schedule.last()).copied().unwrap_or(60);
         record.next_attempt = now + delay;
         tokio::task::spawn_blocking(move || ctx2.queue.save(&record)).await
     } else {
+        // The entry goes only once the bounce of its failed recipients is
+        // delivered or queued; otherwise it stays, and the bounce is tried
+        // again after the delay (the recipients are not retried: none is
+        // pending).
         tokio::task::spawn_blocking(move || {
-            super::dsn::send_failures(&ctx2, &record, &body);
-            ctx2.queue.remove(&record.id)
+            match super::dsn::send_failures(&ctx2, &record, &body) {
+                Ok(()) => ctx2.queue.remove(&record.id),
+                Err(e) => {
+                    tracing::error!(id = %record.id, error = %e, "bounce not queued, entry kept");
+                    record.next_attempt = now + delay;
+                    ctx2.queue.save(&record)
+                }
+            }
         })
         .await
     };
-    if let Ok(Err(e)) = result {
-        tracing::error!(error = %e, "queue update failed");
+    if !matches!(result, Ok(Ok(()))) {
+        // Backoff on every failure: a record that could not be saved is
+        // not due again before the delay, even though the file still says
+        // it is (RFC 5321 §4.5.4.1: retries are spaced).
+        tracing::error!(%id, ?result, "queue update failed, retried after {delay} s");
+        ctx.queue.set_index(&id, Some(now + delay));
     }
+}
+
+/// The delay before the next attempt after `attempts` attempts, from the
+/// retry schedule (its last entry repeats).
+fn retry_delay(schedule: &[u64], attempts: u32) -> u64 {
+    let idx = (attempts as usize).saturating_sub(1);
+    schedule.get(idx).or(schedule.last()).copied().unwrap_or(60)
 }
 
 /// Resolves the MX hosts of `domain` (RFC 5321 §5.1), best first, with

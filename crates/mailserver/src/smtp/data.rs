@@ -5,8 +5,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::reply;
+use super::reply::{self, Reply};
 use super::session::{Next, ReadError, Session};
+use crate::message;
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Handles DATA.
@@ -39,6 +40,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.data.tx = None;
         self.transcript
             .info(&format!("message of {} octets received", message.len()));
+        let (message, refused) = self.check_shape(message).await;
+        if let Some(r) = refused {
+            self.transcript
+                .info(&format!("message refused: {}", r.text));
+            return self.fail(&r);
+        }
         let r = if self.is_submission() {
             self.submit(tx, message).await
         } else {
@@ -52,6 +59,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.data.messages += 1;
             self.reply(&r);
             Next::Continue
+        }
+    }
+
+    /// The limits on the message's shape, before anything parses it: MIME
+    /// nesting, parts and header sections ([`message::check`], one linear
+    /// pass on a blocking thread), then the hop count (RFC 5321 §6.3).
+    /// Gives the message back with the refusal, if any.
+    async fn check_shape(&self, message: Vec<u8>) -> (Vec<u8>, Option<Reply>) {
+        let limits = &self.ctx.config.limits;
+        let (shape_limits, max_hops) = (limits.message(), limits.max_hops);
+        let checked = tokio::task::spawn_blocking(move || {
+            let r = message::check(&message, &shape_limits);
+            (message, r)
+        })
+        .await;
+        let Ok((message, result)) = checked else {
+            return (Vec::new(), Some(reply::LOCAL_ERROR));
+        };
+        match result {
+            Err(e) => (message, Some(reply::message_limit(&e))),
+            // RFC 5321 §6.3: a message with too many Received fields is
+            // looping; refused, not delivered or relayed.
+            Ok(shape) if shape.hops >= max_hops => (message, Some(reply::TOO_MANY_HOPS)),
+            Ok(_) => (message, None),
         }
     }
 }

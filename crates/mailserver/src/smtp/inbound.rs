@@ -14,7 +14,7 @@ use crate::auth::{DkimVerdict, check_message};
 use crate::config::Action;
 use crate::filter::{FilterError, FilterInput, Refusal, StageResult, run_stage};
 use crate::server::Context;
-use crate::store::{INBOX, JUNK};
+use crate::store::{INBOX, JUNK, StoreError};
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Runs the inbound checks on a received message and delivers it.
@@ -97,10 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     format!("Message accepted for delivery, id {id}"),
                 )
             }
-            Err(e) => {
-                tracing::error!(error = %e, "delivery to Maildir failed");
-                reply::LOCAL_ERROR
-            }
+            Err(e) => delivery_failed(&e),
         }
     }
 }
@@ -150,24 +147,50 @@ pub(super) async fn filter_stage(
 }
 
 /// Delivers `message` into `folder` of every local recipient, on a
-/// blocking thread (each delivery fsyncs file and folder).
+/// blocking thread (each delivery fsyncs file and folder). A recipient
+/// whose mailbox cannot take the message refuses it for all, before any
+/// copy is delivered.
 pub(super) async fn deliver_local(
     ctx: Arc<Context>,
     rcpts: Vec<String>,
     folder: String,
     message: Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     if rcpts.is_empty() {
         return Ok(());
     }
     tokio::task::spawn_blocking(move || {
+        if let Some(full) = rcpts
+            .iter()
+            .find(|r| ctx.store.would_exceed_quota(r, message.len()))
+        {
+            return Err(StoreError::OverQuota(full.clone()));
+        }
         for rcpt in &rcpts {
-            ctx.store
-                .deliver(rcpt, &folder, &message)
-                .map_err(|e| e.to_string())?;
+            ctx.store.deliver(rcpt, &folder, &message)?;
         }
         Ok(())
     })
     .await
-    .map_err(|e| e.to_string())?
+    .map_err(|e| StoreError::Io {
+        op: "deliver",
+        path: Default::default(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+}
+
+/// The reply when local delivery failed: `552 5.2.2` for a mailbox over
+/// its quota (RFC 3463 X.2.2), `451 4.3.0` otherwise.
+pub(super) fn delivery_failed(e: &StoreError) -> Reply {
+    match e {
+        StoreError::OverQuota(address) => Reply::new(
+            552,
+            reply::OVER_QUOTA,
+            format!("<{address}>: mailbox is over its quota, message not delivered"),
+        ),
+        other => {
+            tracing::error!(error = %other, "delivery to Maildir failed");
+            reply::LOCAL_ERROR
+        }
+    }
 }

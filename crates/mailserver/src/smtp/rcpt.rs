@@ -38,6 +38,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 );
                 return self.fail(&r);
             }
+            if self.ctx.store.would_exceed_quota(&address, 1) {
+                // RFC 5321 §4.2.2 552 "exceeded storage allocation";
+                // RFC 3463 X.2.2 "mailbox full".
+                let r = Reply::new(
+                    552,
+                    reply::OVER_QUOTA,
+                    format!("<{address}>: mailbox is over its quota, try again later"),
+                );
+                return self.fail(&r);
+            }
             if !tx.local.contains(&address) {
                 tx.local.push(address);
             }

@@ -223,6 +223,17 @@ pub const RELAY_DENIED: &str = "5.7.1";
 pub const NOT_OWNED: &str = "5.7.1";
 /// 552 message too large (RFC 1870 §6, RFC 3463 X.3.4).
 pub const TOO_BIG: Reply = Reply::fixed(552, "5.3.4", "Message size exceeds the fixed limit");
+/// 554 too many `Received` fields: a mail loop (RFC 5321 §6.3, RFC 3463
+/// X.4.6 "routing loop detected").
+pub const TOO_MANY_HOPS: Reply = Reply::fixed(554, "5.4.6", "Too many hops");
+/// 552 mailbox over its quota (RFC 5321 §4.2.2 552 "exceeded storage
+/// allocation"; RFC 3463 X.2.2 "mailbox full").
+pub const OVER_QUOTA: &str = "5.2.2";
+/// 552 header section over a limit (RFC 3463 X.3.4).
+pub const LIMIT_SIZE: &str = "5.3.4";
+/// 554 MIME structure over a limit (RFC 3463 X.6.0 "other or undefined
+/// media error").
+pub const LIMIT_STRUCTURE: &str = "5.6.0";
 /// 501 syntax error in parameters.
 pub const SYNTAX: &str = "5.5.4";
 /// 501 bad address syntax (RFC 3463 X.1.3 / X.1.7).
@@ -255,6 +266,15 @@ pub const TOO_MANY_ERRORS: Reply = Reply::fixed(
     "4.7.0",
     "Too many errors in this session, closing the connection",
 );
+
+/// The reply to a message over a shape limit (see [`crate::message`]).
+pub fn message_limit(e: &crate::message::LimitError) -> Reply {
+    if e.is_size() {
+        Reply::new(552, LIMIT_SIZE, e.to_string())
+    } else {
+        Reply::new(554, LIMIT_STRUCTURE, e.to_string())
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::headers::{has_header, new_id, received, rfc5322_now};
-use super::inbound::{deliver_local, filter_stage};
+use super::inbound::{deliver_local, delivery_failed, filter_stage};
 use super::reply::{self, Reply};
 use super::session::{Session, Transaction};
 use crate::store::INBOX;
@@ -91,6 +91,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut full = Vec::with_capacity(head.len() + body.len());
         full.extend_from_slice(head.as_bytes());
         full.extend_from_slice(&body);
+        // Before anything is queued: a full local mailbox refuses the
+        // whole message (RFC 3463 X.2.2), so a retry makes no duplicates.
+        if let Some(r) = tx
+            .local
+            .iter()
+            .find(|r| ctx.store.would_exceed_quota(r, full.len()))
+        {
+            return delivery_failed(&crate::store::StoreError::OverQuota(r.clone()));
+        }
         if !tx.remote.is_empty() {
             let q = ctx.clone();
             let (from, remote, msg) = (tx.mail_from.clone(), tx.remote.clone(), full.clone());
@@ -111,8 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let folder = stage.folder.unwrap_or_else(|| INBOX.to_string());
         if let Err(e) = deliver_local(ctx, tx.local.clone(), folder, full).await {
-            tracing::error!(error = %e, "delivery to Maildir failed");
-            return reply::LOCAL_ERROR;
+            return delivery_failed(&e);
         }
         Reply::new(250, "2.0.0", format!("Message accepted, id {id}"))
     }

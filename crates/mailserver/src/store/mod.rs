@@ -18,6 +18,7 @@ use tokio::sync::broadcast;
 
 mod folder;
 mod ops;
+pub mod quota;
 
 use folder::FolderIndex;
 pub use folder::{Flags, MessageMeta, Snapshot, UIDLIST};
@@ -51,6 +52,9 @@ pub enum StoreError {
     /// The folder exists already.
     #[error("folder {0:?} exists already")]
     FolderExists(String),
+    /// The mailbox is over its quota ([`quota`]).
+    #[error("mailbox {0} is over its quota")]
+    OverQuota(String),
 }
 
 pub(crate) fn io<'a>(
@@ -74,6 +78,8 @@ pub struct Store {
     indexes: Mutex<HashMap<PathBuf, Arc<Mutex<FolderIndex>>>>,
     /// Change notification per folder (IMAP IDLE, RFC 2177).
     watchers: Mutex<HashMap<PathBuf, broadcast::Sender<()>>>,
+    /// Bytes per mailbox.
+    quota: quota::Quota,
 }
 
 impl Store {
@@ -85,6 +91,7 @@ impl Store {
             counter: AtomicU64::new(0),
             indexes: Mutex::new(HashMap::new()),
             watchers: Mutex::new(HashMap::new()),
+            quota: quota::Quota::new(crate::config::DEFAULT_MAILBOX_QUOTA),
         }
     }
 
@@ -121,8 +128,21 @@ impl Store {
 
     /// Delivers `message` into `folder` of `address` and makes it durable:
     /// written to `tmp/`, fsync'd, renamed into `new/`, `new/` fsync'd.
-    /// Returns the path of the delivered file.
+    /// Returns the path of the delivered file; `OverQuota` when the
+    /// mailbox cannot take it.
     pub fn deliver(
+        &self,
+        address: &str,
+        folder: &str,
+        message: &[u8],
+    ) -> Result<PathBuf, StoreError> {
+        let mailbox = self.reserve(address, message.len())?;
+        self.write_new(address, folder, message).inspect_err(|_| {
+            self.quota.release(&mailbox, message.len() as u64);
+        })
+    }
+
+    fn write_new(
         &self,
         address: &str,
         folder: &str,

@@ -208,14 +208,18 @@ impl Store {
         date: Option<i64>,
     ) -> Result<(u32, u32), StoreError> {
         let dir = self.existing(address, folder)?;
-        let (validity, uid) = {
+        let mailbox = self.reserve(address, message.len())?;
+        let placed = (|| {
             let index = self.index(&dir);
             let mut index = index.lock().expect("folder lock");
             let validity = index.sync(false)?.uid_validity;
             let uid = self.place(&mut index, &dir, Source::Bytes(message), flags, date)?;
             index.save()?;
-            (validity, uid)
-        };
+            Ok::<_, StoreError>((validity, uid))
+        })();
+        let (validity, uid) = placed.inspect_err(|_| {
+            self.quota().release(&mailbox, message.len() as u64);
+        })?;
         self.notify(&dir);
         Ok((validity, uid))
     }

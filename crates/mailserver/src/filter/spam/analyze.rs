@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 use regex::Regex;
 
 /// The GTUBE string (SpamAssassin's "Generic Test for Unsolicited Bulk Email").
@@ -117,7 +117,7 @@ impl Analysis {
             gtube: memchr::memmem::find(raw, GTUBE.as_bytes()).is_some(),
             ..Default::default()
         };
-        let Some(message) = MessageParser::default().parse(raw) else {
+        let Some(message) = crate::message::parse_bounded(raw) else {
             return a;
         };
         a.subject = message.subject().map(str::to_string);

@@ -246,6 +246,32 @@ impl Classifier {
         Ok(())
     }
 
+    /// Learns one message in memory only (see [`Classifier::persist`]).
+    pub fn learn(&self, message: &[u8], spam: bool) -> Result<(), ModelError> {
+        self.refresh()?;
+        let analysis = Analysis::of(message);
+        self.state
+            .write()
+            .expect("model lock")
+            .model
+            .learn(&analysis, spam);
+        Ok(())
+    }
+
+    /// Writes the model to its file (atomically), if it has one.
+    pub fn persist(&self) -> Result<(), ModelError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let body = {
+            let state = self.state.read().expect("model lock");
+            serde_json::to_vec(&state.model).expect("model serializes")
+        };
+        save_bytes(path, &body)?;
+        self.state.write().expect("model lock").stamp = stamp(path);
+        Ok(())
+    }
+
     /// (spam, ham) messages trained.
     pub fn counts(&self) -> (u32, u32) {
         let state = self.state.read().expect("model lock");
@@ -273,6 +299,12 @@ fn load(path: &Path) -> Result<Model, ModelError> {
 
 /// Writes the model atomically: temporary file, fsync, rename, fsync folder.
 fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
+    let body = serde_json::to_vec(model).expect("model serializes");
+    save_bytes(path, &body)
+}
+
+/// Writes a serialized model atomically.
+fn save_bytes(path: &Path, body: &[u8]) -> Result<(), ModelError> {
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
@@ -280,9 +312,8 @@ fn save(path: &Path, model: &Model) -> Result<(), ModelError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let tmp = dir.join(format!(".bayes.json.{}.tmp", std::process::id()));
-    let body = serde_json::to_vec(model).expect("model serializes");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(&body).map_err(io)?;
+    file.write_all(body).map_err(io)?;
     file.sync_all().map_err(io)?;
     drop(file);
     std::fs::rename(&tmp, path).map_err(io)?;
