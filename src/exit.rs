@@ -1,4 +1,4 @@
-//! Exit codes, decided in one place (SPEC.md section 8): 0 ok, 1 a check
+//! Exit codes, decided in one place (docs/architecture.md): 0 ok, 1 a check
 //! failed, 2 usage (including a bad variant file), 3 the environment (Docker
 //! unreachable, a port or subnet taken, files that cannot be written).
 

@@ -117,7 +117,7 @@ fn parse_dig(text: &str) -> Dig {
     dig
 }
 
-/// The SPF policy of the variants tested here (SPEC.md section 3).
+/// The SPF policy of the variants tested here (README, "Variants").
 fn spf_of(variant: u32) -> &'static str {
     match variant {
         3 => "v=spf1 a mx -all",

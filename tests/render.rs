@@ -23,7 +23,7 @@ fn openssl(args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// The variant table, straight from the assignment (SPEC.md section 3).
+/// The variant table, straight from the assignment (README, "Variants").
 fn expected(n: u32) -> (&'static str, [&'static str; 2], &'static str) {
     const T: [(&str, [&str; 2], &str); 15] = [
         ("letter CA", ["letter.net", "zone01.com"], "v=spf1 mx -all"),

@@ -517,7 +517,7 @@ fn dkim_altered_body_refused() {
     }
 }
 
-/// Relay, AUTH and sender rules of SPEC section 7.
+/// Relay, AUTH and sender rules of docs/smtp.md.
 #[test]
 fn relay_and_auth_rules() {
     if !have_tool(python3()) {

@@ -63,7 +63,7 @@ pub async fn query(
     let qname = Name::from_ascii(&name).map_err(|e| ClientError::Dns(format!("{name}: {e}")))?;
     let mut msg = Message::query();
     msg.metadata.id = rand::random();
-    // The lab DNS is authoritative and does no recursion (SPEC.md section 5).
+    // The lab DNS is authoritative and does no recursion (docs/dns.md).
     msg.metadata.recursion_desired = false;
     msg.add_query(Query::query(qname, rtype));
     let wire = msg

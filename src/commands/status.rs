@@ -11,7 +11,7 @@ use crate::exit;
 use crate::render::layout;
 use crate::runtime::{RunningLab, discover};
 
-/// The documented JSON object of one lab (SPEC.md §6 plus `state` fields).
+/// The documented JSON object of one lab (docs/status-json.md).
 pub fn lab_status_json(lab: &RunningLab) -> Value {
     let from_dir = std::fs::read_to_string(lab.dir.join(layout::LAB_JSON))
         .ok()

@@ -1,4 +1,4 @@
-//! Rendering: plan -> the lab directory (SPEC.md section 6).
+//! Rendering: plan -> the lab directory (README, "The lab directory").
 //!
 //! Every file a server needs is written here from the minijinja templates in
 //! `templates/` (embedded in the binary; a user folder overrides them by file

@@ -1,4 +1,4 @@
-//! Runtimes: they execute a [`Plan`] whose files are rendered (SPEC.md §4).
+//! Runtimes: they execute a [`Plan`] whose files are rendered (docs/architecture.md).
 //!
 //! * [`docker`]: containers on a bridge network through bollard.
 //! * [`local`]: the same servers in one foreground process on loopback.

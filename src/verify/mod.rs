@@ -1,4 +1,4 @@
-//! `labctl verify`: every requirement of the assignment (SPEC.md section 2,
+//! `labctl verify`: every requirement of the assignment (`labctl verify --list`,
 //! R1..R13) checked live against a running lab, as an independent client
 //! (the clients in [`crate::client`], never the mail server's code).
 //!

@@ -1,4 +1,4 @@
-//! labdns: the mail lab's own authoritative DNS server (SPEC.md section 5).
+//! labdns: the mail lab's own authoritative DNS server (docs/dns.md).
 //!
 //! It serves the BIND zone files that `labctl render` writes into
 //! `<lab>/dns/` (one per mail domain, the reverse zone of the lab subnet and

@@ -1,5 +1,5 @@
 //! The lab image `labctl:<version>`: the running executable alone, made on
-//! the user's engine when absent (SPEC.md §4), so no registry is ever needed.
+//! the user's engine when absent (docs/architecture.md), so no registry is ever needed.
 //!
 //! The image is a `docker import` of a root file system tar holding
 //! `/labctl` (the static binary), an empty `/lab` mount point, `/data`

@@ -1,6 +1,6 @@
 //! The Docker runtime (bollard): a bridge network `labNN`, the DNS
 //! container and two mail containers with fixed addresses, one named volume
-//! per mail server (SPEC.md §4 "Network plan").
+//! per mail server (README, "Network plan").
 //!
 //! Every object carries the labels of [`labels`](crate::naming::labels);
 //! listing and teardown select by label only. Every call is bounded by

@@ -1,6 +1,6 @@
 //! The lab network `labNN`: a bridge with the plan's /24, gateway `.1`.
 //! Reused when it is ours with the same subnet; refused, naming the other
-//! network, when the subnet overlaps one that exists (SPEC.md §4).
+//! network, when the subnet overlaps one that exists (README, "Network plan").
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

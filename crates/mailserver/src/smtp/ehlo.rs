@@ -55,7 +55,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// AUTH is offered on 587 after STARTTLS and on 465, never on 25
-    /// (SPEC §7; RFC 4954 §4 forbids plaintext-only mechanisms without TLS).
+    /// (docs/smtp.md; RFC 4954 §4 forbids plaintext-only mechanisms without TLS).
     pub(super) fn auth_offered(&self) -> bool {
         match self.params.service {
             Service::Submission | Service::Submissions => {

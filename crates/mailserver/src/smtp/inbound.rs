@@ -1,4 +1,4 @@
-//! The inbound pipeline after DATA on port 25 (SPEC §7, steps 3 and 4):
+//! The inbound pipeline after DATA on port 25 (docs/smtp.md, "Inbound on port 25", steps 3 and 4):
 //! DKIM (RFC 6376) -> DMARC (RFC 7489) -> the filter stage -> trace header
 //! fields (`Received`, `Authentication-Results` RFC 8601, `Received-SPF`
 //! RFC 7208 §9.1) -> Maildir delivery, fsync'd before the `250`.
@@ -41,7 +41,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             results.dkim_keyword,
             results.dmarc_keyword
         ));
-        // RFC 6376 §6.1 with SPEC §7: signatures present and none valid.
+        // RFC 6376 §6.1 with docs/smtp.md: signatures present and none valid.
         match (results.dkim, policy.dkim_invalid) {
             (DkimVerdict::Fail, Action::Reject) => return reply::DKIM_FAIL,
             (DkimVerdict::Fail, Action::Tempfail) => return reply::DKIM_TEMPERROR,

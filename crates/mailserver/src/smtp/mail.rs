@@ -1,7 +1,7 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870) and BODY (RFC 6152).
 //!
 //! On the submission ports the sender must be authenticated and may only
-//! use its own address (SPEC §7, `553 5.7.1`). On port 25 the sender is
+//! use its own address (docs/smtp.md, `553 5.7.1`). On port 25 the sender is
 //! checked with SPF (RFC 7208) under the config's policy: `fail` ->
 //! `550 5.7.23` when the policy rejects, `softfail` marked, `temperror` ->
 //! `451 4.4.3`.
@@ -47,7 +47,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 return self.fail(&r);
             };
-            // SPEC §7: only the user's own address (RFC 6409 §6.1 lets the
+            // docs/smtp.md: only the user's own address (RFC 6409 §6.1 lets the
             // MSA enforce this).
             if !sender.eq_ignore_ascii_case(auth.address()) {
                 let r = Reply::new(

@@ -1,6 +1,6 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): local mailbox -> 250; unknown local ->
 //! `550 5.1.1`; another domain -> relay only for an authenticated
-//! submission, otherwise `554 5.7.1` (SPEC §7).
+//! submission, otherwise `554 5.7.1` (docs/smtp.md).
 
 use smtp_proto::RcptTo;
 use tokio::io::{AsyncRead, AsyncWrite};

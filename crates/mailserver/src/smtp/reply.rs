@@ -155,7 +155,7 @@ pub const NEED_MAIL: Reply = Reply::fixed(503, "5.5.1", "Send MAIL FROM first");
 pub const NEED_RCPT: Reply = Reply::fixed(503, "5.5.1", "Send RCPT TO first (no valid recipients)");
 /// 503 nested MAIL (RFC 5321 §4.1.1.2).
 pub const NESTED_MAIL: Reply = Reply::fixed(503, "5.5.1", "Sender already given; RSET first");
-/// 503 AUTH on port 25 (SPEC §7: no AUTH on the MX port).
+/// 503 AUTH on port 25 (docs/smtp.md: no AUTH on the MX port).
 pub const NO_AUTH_ON_MX: Reply = Reply::fixed(
     503,
     "5.5.1",

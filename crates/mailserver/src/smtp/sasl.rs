@@ -23,7 +23,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Handles `AUTH <mechanism> [initial-response]`.
     pub(super) async fn auth(&mut self, mechanism: u64, initial: String) -> Next {
         if self.params.service == Service::Smtp {
-            // SPEC §7: port 25 never authenticates; point to submission.
+            // docs/smtp.md: port 25 never authenticates; point to submission.
             return self.fail(&reply::NO_AUTH_ON_MX);
         }
         if !self.password_allowed() {

@@ -1,5 +1,5 @@
 //! Submission after DATA on ports 587/465 (RFC 6409): the From header must
-//! be the user's own address (SPEC §7, `553 5.7.1`), `Date` and
+//! be the user's own address (docs/smtp.md, `553 5.7.1`), `Date` and
 //! `Message-ID` are added when missing (RFC 6409 §8.2, §8.3), the filter
 //! stage runs, the message is DKIM-signed (RFC 6376 §5), local recipients
 //! get it in their Maildir and remote ones are queued durably, all before

@@ -153,7 +153,7 @@ async fn ehlo_advertises_exactly_what_the_port_does() {
         "250-mail.example.test Hello client.test [192.0.2.7]\r\n250-PIPELINING\r\n250-SIZE 100000\r\n\
          250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
     );
-    // RFC 4954 / SPEC §7: never AUTH on 25.
+    // RFC 4954 / docs/smtp.md: never AUTH on 25.
     c.cmd("AUTH PLAIN AHVzZXIAcA==", "503 5.5.1").await;
     let mut c = session(&ctx, Service::Submission).await;
     let r = c.cmd("EHLO client.test", "250").await;
