@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use base64::Engine;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::{IString, QuotedChar, Tag};
+use imap_codec::imap_types::core::{IString, NString, QuotedChar, Tag};
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::extensions::namespace::Namespace;
 use imap_codec::imap_types::flag::{Flag, FlagNameAttribute, FlagPerm};
@@ -36,17 +36,56 @@ fn list_pattern(m: &ListMailbox<'_>) -> String {
 }
 
 /// LIST wildcard match (RFC 3501 §6.3.8): `*` matches anything, `%`
-/// anything but the hierarchy delimiter.
+/// anything but the hierarchy delimiter. A simulation over the pattern's
+/// positions: time linear in pattern × name, no recursion, no
+/// backtracking (a run of `*` counts once).
 fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => (0..=name.len())
-            .take_while(|&i| i == 0 || name[i - 1] != b'.')
-            .any(|i| wildcard(rest, &name[i..])),
-        Some((c, rest)) => name.first().is_some_and(|n| n == c) && wildcard(rest, &name[1..]),
+    let mut p: Vec<u8> = Vec::with_capacity(pattern.len().min(1024));
+    for &c in pattern {
+        if !(c == b'*' && p.last() == Some(&b'*')) {
+            p.push(c);
+        }
     }
+    let n = p.len();
+    // Wildcards match the empty string: follow them forward.
+    let close = |states: &mut [bool]| {
+        for i in 0..n {
+            if states[i] && matches!(p[i], b'*' | b'%') {
+                states[i + 1] = true;
+            }
+        }
+    };
+    let mut cur = vec![false; n + 1];
+    let mut next = vec![false; n + 1];
+    cur[0] = true;
+    close(&mut cur);
+    for &c in name {
+        next.iter_mut().for_each(|s| *s = false);
+        let mut any = false;
+        for i in 0..n {
+            if !cur[i] {
+                continue;
+            }
+            match p[i] {
+                b'*' => next[i] = true,
+                b'%' if c != DELIMITER => next[i] = true,
+                b'%' => continue,
+                x if x == c => next[i + 1] = true,
+                _ => continue,
+            }
+            any = true;
+        }
+        if !any {
+            return false;
+        }
+        close(&mut next);
+        std::mem::swap(&mut cur, &mut next);
+    }
+    cur[n]
 }
+
+/// The hierarchy delimiter (Maildir++ uses `.`).
+const DELIMITER: u8 = b'.';
 
 fn matches_list(pattern: &str, name: &str) -> bool {
     if name == INBOX {
@@ -55,6 +94,71 @@ fn matches_list(pattern: &str, name: &str) -> bool {
         return wildcard(p.as_bytes(), name.as_bytes());
     }
     wildcard(pattern.as_bytes(), name.as_bytes())
+}
+
+/// The parents of a hierarchical name: `a.b.c` gives `a` and `a.b`.
+fn parents(name: &str) -> impl Iterator<Item = &str> {
+    name.match_indices('.').map(move |(i, _)| &name[..i])
+}
+
+/// One LIST or LSUB answer line: name and attributes.
+struct Listed {
+    name: String,
+    noselect: bool,
+    children: bool,
+}
+
+/// What LIST (`lsub == false`) or LSUB answers for `pattern` over the
+/// folders and subscriptions of a mailbox, in name order.
+///
+/// LIST: every matching folder, and every matching parent level that is no
+/// folder with `\Noselect` (RFC 3501 §6.3.8); LSUB: every matching
+/// subscribed name, and a parent that is not subscribed with `\Noselect`
+/// where a subscribed name below it does not match (the `%` case RFC 3501
+/// §6.3.9 makes a MUST). `\HasChildren` / `\HasNoChildren` from the
+/// folders (RFC 3348 §4).
+fn list_answer(pattern: &str, folders: &[String], subs: &[String], lsub: bool) -> Vec<Listed> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let existing: BTreeSet<&str> = folders.iter().map(String::as_str).collect();
+    let has_children = |name: &str| {
+        let prefix = format!("{name}.");
+        existing
+            .range::<&str, _>(prefix.as_str()..)
+            .next()
+            .is_some_and(|f| f.starts_with(&prefix))
+    };
+    // name -> selectable (LIST) or subscribed (LSUB)
+    let mut out: BTreeMap<&str, bool> = BTreeMap::new();
+    let base: Vec<&str> = if lsub {
+        // INBOX is always listed as subscribed.
+        std::iter::once(INBOX)
+            .chain(subs.iter().map(String::as_str).filter(|s| *s != INBOX))
+            .collect()
+    } else {
+        folders.iter().map(String::as_str).collect()
+    };
+    for &name in &base {
+        let hit = matches_list(pattern, name);
+        if hit {
+            out.insert(name, true);
+        }
+        for parent in parents(name) {
+            if (!lsub || !hit) && matches_list(pattern, parent) {
+                out.entry(parent).or_insert(false);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(name, real)| Listed {
+            name: name.to_string(),
+            noselect: if lsub {
+                !real || !existing.contains(name)
+            } else {
+                !real
+            },
+            children: has_children(name),
+        })
+        .collect()
 }
 
 /// The system flags of a flag list; keywords are ignored (not permanent).
@@ -104,6 +208,10 @@ fn store_error_text(e: &StoreError) -> String {
     }
 }
 
+fn atom(s: &'static str) -> imap_codec::imap_types::core::Atom<'static> {
+    imap_codec::imap_types::core::Atom::try_from(s).expect("atom")
+}
+
 const ALL_SYSTEM: [Flag<'static>; 5] = [
     Flag::Answered,
     Flag::Flagged,
@@ -115,18 +223,29 @@ const ALL_SYSTEM: [Flag<'static>; 5] = [
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(crate) async fn dispatch(&mut self, cmd: Command<'_>) -> Next {
         let tag = cmd.tag;
+        // RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or
+        // SEARCH (their UID forms may carry one); every command reports
+        // the other sessions' changes before its tagged response.
+        let no_expunge = matches!(
+            cmd.body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
+        );
+        self.sync_before_tagged = Some(!no_expunge);
+        if self.selected.is_some() {
+            self.sync_before(&cmd.body);
+        }
         match cmd.body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
                 self.data(Data::Capability(caps));
                 self.status(Kind::Ok, Some(&tag), None, "CAPABILITY completed");
             }
-            CommandBody::Noop | CommandBody::Check => {
-                if self.selected.is_some() {
-                    self.sync_selected(true);
-                }
-                self.status(Kind::Ok, Some(&tag), None, "NOOP completed");
-            }
+            // RFC 3501 §6.1.2; the changes are reported before the tagged OK.
+            CommandBody::Noop => self.status(Kind::Ok, Some(&tag), None, "NOOP completed"),
+            // RFC 3501 §6.4.1: every change is on disk already.
+            CommandBody::Check => self.status(Kind::Ok, Some(&tag), None, "CHECK completed"),
             CommandBody::Logout => {
                 self.status(Kind::Bye, None, None, "Logging out");
                 self.status(Kind::Ok, Some(&tag), None, "LOGOUT completed");
@@ -144,6 +263,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             } => {
                 let initial = initial_response.map(|r| r.declassify().to_vec());
                 return self.authenticate(&tag, mechanism, initial).await;
+            }
+            CommandBody::Id { .. } => {
+                // RFC 2971 §3.1: in any state; the client's fields are logged only.
+                let field = |s: &'static str| IString::try_from(s).ok();
+                let parameters = [("name", "maillab"), ("vendor", "maillab")]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((field(k)?, NString(Some(field(v)?)))))
+                    .collect();
+                self.data(Data::Id {
+                    parameters: Some(parameters),
+                });
+                self.status(Kind::Ok, Some(&tag), None, "ID completed");
             }
             body if self.user.is_none() => {
                 let _ = body;
@@ -170,6 +301,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             CommandBody::Create { mailbox } => {
                 let name = mailbox_name(&mailbox);
                 let name = name.trim_end_matches('.').to_string();
+                // RFC 3501 §6.3.3: the levels above are created too.
+                for parent in parents(&name) {
+                    if !self.ctx.store.folder_exists(self.user(), parent) {
+                        let _ = self.ctx.store.create_folder(self.user(), parent);
+                    }
+                }
                 let r = self.ctx.store.create_folder(self.user(), &name);
                 self.reply(&tag, r, "CREATE completed");
             }
@@ -407,7 +544,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     fn select(&mut self, tag: &Tag<'_>, name: &str, read_only: bool) {
         self.selected = None;
-        let snap = match self.ctx.store.sync(self.user(), name) {
+        // RFC 3501 §6.3.1: SELECT claims the \Recent messages; EXAMINE
+        // shows them without clearing them (§6.3.2).
+        let (snap, claimed) = match self.ctx.store.sync_claim(self.user(), name, !read_only) {
             Ok(s) => s,
             Err(e) => {
                 self.status(Kind::No, Some(tag), None, &store_error_text(&e));
@@ -420,9 +559,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let view: Vec<(u32, Flags)> = snap.messages.iter().map(|m| (m.uid, m.flags)).collect();
         let recent: HashSet<u32> = if read_only {
-            HashSet::new()
+            view.iter()
+                .map(|(u, _)| *u)
+                .filter(|u| *u >= snap.recent_from)
+                .collect()
         } else {
-            snap.arrived.iter().copied().collect()
+            claimed.into_iter().collect()
         };
         // RFC 3501 §6.3.1: FLAGS, EXISTS, RECENT, UNSEEN, PERMANENTFLAGS, UIDNEXT, UIDVALIDITY.
         self.data(Data::Flags(ALL_SYSTEM.to_vec()));
@@ -456,6 +598,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             view,
             recent,
             watch,
+            known: snap.messages.clone(),
+            pending_expunge: false,
         });
         let (code, done) = if read_only {
             (Code::ReadOnly, "EXAMINE completed")
@@ -499,19 +643,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         let subs = self.ctx.store.subscriptions(self.user());
-        for name in folders {
-            if !matches_list(&full, &name) || (lsub && name != INBOX && !subs.contains(&name)) {
-                continue;
-            }
-            let Ok(mailbox) = Mailbox::try_from(name.as_str()) else {
+        for entry in list_answer(&full, &folders, &subs, lsub) {
+            let Ok(mailbox) = Mailbox::try_from(entry.name.as_str()) else {
                 continue;
             };
             let mut items = Vec::new();
-            if name.eq_ignore_ascii_case(crate::store::JUNK) {
-                // RFC 6154 special-use attribute.
-                items.push(FlagNameAttribute::from(
-                    imap_codec::imap_types::core::Atom::try_from("Junk").expect("atom"),
-                ));
+            if entry.noselect {
+                items.push(FlagNameAttribute::Noselect);
+            }
+            // RFC 3348 §4 (CHILDREN).
+            items.push(FlagNameAttribute::from(atom(if entry.children {
+                "HasChildren"
+            } else {
+                "HasNoChildren"
+            })));
+            if entry.name.eq_ignore_ascii_case(crate::store::JUNK) {
+                // RFC 6154 §2: the special-use attribute.
+                items.push(FlagNameAttribute::from(atom("Junk")));
             }
             let data = if lsub {
                 Data::Lsub {
@@ -542,6 +690,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     fn status_cmd(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, names: &[StatusDataItemName]) {
         let name = mailbox_name(mailbox);
+        // RFC 3501 §6.3.10: STATUS does not clear \Recent.
         let snap = match self.ctx.store.sync(self.user(), &name) {
             Ok(s) => s,
             Err(e) => {
@@ -555,9 +704,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 StatusDataItemName::Messages => {
                     Some(StatusDataItem::Messages(snap.messages.len() as u32))
                 }
-                StatusDataItemName::Recent => {
-                    Some(StatusDataItem::Recent(snap.arrived.len() as u32))
-                }
+                StatusDataItemName::Recent => Some(StatusDataItem::Recent(
+                    snap.messages
+                        .iter()
+                        .filter(|m| m.uid >= snap.recent_from)
+                        .count() as u32,
+                )),
                 StatusDataItemName::UidNext => {
                     NonZeroU32::new(snap.uid_next).map(StatusDataItem::UidNext)
                 }
@@ -594,9 +746,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         match self.ctx.store.append(self.user(), name, bytes, flags, date) {
             Ok((validity, uid)) => {
-                if self.selected.as_ref().is_some_and(|s| s.name == name) {
-                    self.sync_selected(true);
-                }
                 let code = match (NonZeroU32::new(validity), NonZeroU32::new(uid)) {
                     (Some(uid_validity), Some(uid)) => Some(Code::AppendUid { uid_validity, uid }),
                     _ => None,
@@ -621,5 +770,50 @@ mod tests {
         assert!(matches_list("A.%", "A.B"));
         assert!(matches_list("*", "A.B"));
         assert!(!matches_list("Ju", "Junk"));
+        assert!(matches_list("*a%b", "xa.yab"));
+        assert!(!matches_list("a%", "a.b"));
+        assert!(matches_list("%.%", "a.b"));
+    }
+
+    #[test]
+    fn list_wildcards_are_linear() {
+        let start = std::time::Instant::now();
+        let stars = format!("{}X", "*".repeat(60_000));
+        assert!(!matches_list(&stars, "Junk"));
+        assert!(matches_list(&stars, "JunkX"));
+        let name = "a".repeat(40);
+        assert!(!matches_list("*a*a*a*a*a*a*a*a*a*a*a*a*a*ab", &name));
+        let percents = format!("{}X", "%".repeat(60_000));
+        assert!(!matches_list(&percents, &name));
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn list_shows_parents_and_children() {
+        let folders: Vec<String> = ["INBOX", "Archive.2024.Q1", "Junk"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let top = list_answer("%", &folders, &[], false);
+        let names: Vec<(&str, bool, bool)> = top
+            .iter()
+            .map(|l| (l.name.as_str(), l.noselect, l.children))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("Archive", true, true),
+                ("INBOX", false, false),
+                ("Junk", false, false)
+            ]
+        );
+        let subs = vec!["Archive.2024.Q1".to_string()];
+        let lsub = list_answer("Archive.%", &folders, &subs, true);
+        assert_eq!(lsub.len(), 1);
+        assert_eq!(lsub[0].name, "Archive.2024");
+        assert!(lsub[0].noselect);
+        let all = list_answer("*", &folders, &subs, true);
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|l| !l.noselect));
     }
 }

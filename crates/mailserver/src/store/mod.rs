@@ -20,7 +20,7 @@ mod folder;
 mod ops;
 
 use folder::FolderIndex;
-pub use folder::{Flags, MessageMeta, Snapshot, UIDLIST};
+pub use folder::{FlagOp, Flags, MessageMeta, Snapshot, UIDLIST, UIDVALIDITY_FILE};
 pub use ops::MaildropLock;
 
 /// The folder every mailbox has.
@@ -147,14 +147,15 @@ impl Store {
         Ok(new)
     }
 
-    /// A unique Maildir file name: `<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`.
+    /// A unique Maildir file name: `<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`,
+    /// the microseconds zero-padded to six digits so names sort in time order.
     pub(crate) fn unique_name(&self, size: usize) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!(
-            "{}.M{}P{}Q{}.{},S={}",
+            "{}.M{:06}P{}Q{}.{},S={}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),

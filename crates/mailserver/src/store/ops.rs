@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
-use super::folder::{Flags, FolderIndex, Snapshot};
+use super::folder::{FlagOp, Flags, FolderIndex, Snapshot};
 use super::{INBOX, Store, StoreError, io, sync_dir};
 
 /// The file listing a mailbox's subscribed folders (RFC 3501 §6.3.6).
@@ -72,29 +72,90 @@ impl Store {
         index.sync(false)
     }
 
-    /// Sets the flags of messages (`(uid, new flags)`); returns the UIDs changed.
-    pub fn set_flags(
+    /// Syncs a folder and, with `claim`, claims its unclaimed `\Recent`
+    /// messages for the calling session (RFC 3501 §2.3.2: a message is
+    /// recent in one session only). Returns the state and the claimed UIDs.
+    pub fn sync_claim(
         &self,
         address: &str,
         folder: &str,
-        changes: &[(u32, Flags)],
-    ) -> Result<Vec<u32>, StoreError> {
+        claim: bool,
+    ) -> Result<(Snapshot, Vec<u32>), StoreError> {
         let dir = self.existing(address, folder)?;
         let index = self.index(&dir);
-        let mut done = Vec::new();
+        let mut index = index.lock().expect("folder lock");
+        let snap = index.sync(false)?;
+        let claimed = if claim && snap.recent_from < snap.uid_next {
+            index.claim_recent()?
+        } else {
+            Vec::new()
+        };
+        Ok((snap, claimed))
+    }
+
+    /// Changes the flags of messages as a set operation on the flags they
+    /// hold now (RFC 3501 §6.4.6), all under the folder's lock, so no
+    /// session's change is lost to another's. Returns `(uid, flags after)`
+    /// for every message still there.
+    pub fn store_flags(
+        &self,
+        address: &str,
+        folder: &str,
+        uids: &[u32],
+        op: FlagOp,
+        flags: Flags,
+    ) -> Result<Vec<(u32, Flags)>, StoreError> {
+        let dir = self.existing(address, folder)?;
+        let index = self.index(&dir);
+        let mut done = Vec::with_capacity(uids.len());
+        let mut changed = false;
         {
             let mut index = index.lock().expect("folder lock");
-            index.ensure_loaded()?;
-            for &(uid, flags) in changes {
-                if index.set_flags(uid, flags)? {
-                    done.push(uid);
+            let snap = index.sync(false)?;
+            for &uid in uids {
+                let before = snap
+                    .messages
+                    .binary_search_by_key(&uid, |m| m.uid)
+                    .ok()
+                    .map(|i| snap.messages[i].flags);
+                if let Some(after) = index.update_flags(uid, op, flags)? {
+                    changed |= before != Some(after);
+                    done.push((uid, after));
                 }
             }
         }
-        if !done.is_empty() {
+        if changed {
             self.notify(&dir);
         }
         Ok(done)
+    }
+
+    /// Removes exactly the messages whose current flags hold `\Deleted`
+    /// (RFC 3501 §6.4.3, §6.4.2), limited to the UIDs in `only` when given
+    /// (UID EXPUNGE, RFC 4315 §2.1); returns the UIDs removed.
+    pub fn expunge_deleted(
+        &self,
+        address: &str,
+        folder: &str,
+        only: Option<&[u32]>,
+    ) -> Result<Vec<u32>, StoreError> {
+        let dir = self.existing(address, folder)?;
+        let index = self.index(&dir);
+        let removed = {
+            let mut index = index.lock().expect("folder lock");
+            index.sync(false)?;
+            let mut only = only.map(<[u32]>::to_vec);
+            if let Some(o) = only.as_mut() {
+                o.sort_unstable();
+            }
+            let doomed = index.deleted(only.as_deref());
+            if doomed.is_empty() {
+                return Ok(doomed);
+            }
+            index.expunge(&doomed)?
+        };
+        self.notify(&dir);
+        Ok(removed)
     }
 
     /// Removes messages; returns the UIDs removed.
