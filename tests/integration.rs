@@ -6,6 +6,7 @@ mod dns;
 mod docker;
 mod filters;
 mod imap_pop3;
+mod imap_store;
 mod local_runtime;
 mod render;
 mod smtp;
