@@ -189,7 +189,9 @@ impl Store {
         let index = self.index(&dir);
         let mut index = index.lock().expect("folder lock");
         index.ensure_loaded()?;
-        for attempt in 0..2 {
+        // The lock is held, so an in-process rename cannot race this; the
+        // retries are for renames by other processes.
+        for attempt in 0..4 {
             if attempt > 0 {
                 index.sync(true)?;
             }
@@ -198,7 +200,7 @@ impl Store {
             };
             match fs::read(&path) {
                 Ok(bytes) => return Ok(Some(bytes)),
-                // Renamed by a flag change elsewhere: rescan once.
+                // Renamed by a flag change elsewhere: rescan.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io("read", &path)(e)),
             }
@@ -293,33 +295,49 @@ impl Store {
     ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
         let src = self.existing(address, from)?;
         let dst = self.existing(address, to)?;
-        let sources: Vec<(u32, PathBuf, u64, Flags)> = {
-            let index = self.index(&src);
-            let mut index = index.lock().expect("folder lock");
-            let snap = index.sync(false)?;
-            snap.messages
-                .iter()
-                .filter(|m| uids.contains(&m.uid))
-                .map(|m| (m.uid, index.path_of(m), m.size, m.flags))
-                .collect()
-        };
         let mut pairs = Vec::new();
-        let validity = {
+        let mut validity = 0;
+        let mut pending = uids.to_vec();
+        // The folder locks are taken one at a time (never both: two COPYs
+        // in opposite directions cannot deadlock). A source file renamed
+        // by a flag change in between is looked up again.
+        for _ in 0..8 {
+            if pending.is_empty() {
+                break;
+            }
+            let sources: Vec<(u32, PathBuf, u64, Flags)> = {
+                let index = self.index(&src);
+                let mut index = index.lock().expect("folder lock");
+                let snap = index.sync(false)?;
+                snap.messages
+                    .iter()
+                    .filter(|m| pending.contains(&m.uid))
+                    .map(|m| (m.uid, index.path_of(m), m.size, m.flags))
+                    .collect()
+            };
+            let mut missed = Vec::new();
             let index = self.index(&dst);
             let mut index = index.lock().expect("folder lock");
-            let validity = index.sync(false)?.uid_validity;
+            validity = index.sync(false)?.uid_validity;
             let placed: Result<(), StoreError> =
                 sources.iter().try_for_each(|(uid, path, size, flags)| {
-                    let new_uid =
-                        self.place(&mut index, &dst, Source::File(path, *size), *flags, None)?;
-                    pairs.push((*uid, new_uid));
+                    match self.place(&mut index, &dst, Source::File(path, *size), *flags, None) {
+                        Ok(new_uid) => pairs.push((*uid, new_uid)),
+                        Err(StoreError::Io { source, .. })
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            missed.push(*uid)
+                        }
+                        Err(e) => return Err(e),
+                    }
                     Ok(())
                 });
             // Number what was placed even when a later copy failed.
             index.save()?;
             placed?;
-            validity
-        };
+            pending = missed;
+        }
+        pairs.sort_unstable();
         self.notify(&dst);
         Ok((validity, pairs))
     }
