@@ -161,7 +161,7 @@ fn list_answer(pattern: &str, folders: &[String], subs: &[String], lsub: bool) -
         .collect()
 }
 
-/// The system flags of a flag list; keywords are ignored (not permanent).
+/// The system flags of a flag list (keywords: [`keywords_of`]).
 pub(crate) fn flags_of(list: &[Flag<'_>]) -> Flags {
     let mut f = 0;
     for flag in list {
@@ -177,8 +177,19 @@ pub(crate) fn flags_of(list: &[Flag<'_>]) -> Flags {
     Flags(f)
 }
 
-/// The IMAP flags of a message.
-pub(crate) fn flag_list(f: Flags) -> Vec<Flag<'static>> {
+/// The keywords of a flag list (RFC 3501 §2.3.2; `\Recent` and other
+/// `\` extensions are not keywords).
+pub(crate) fn keywords_of(list: &[Flag<'_>]) -> Vec<String> {
+    list.iter()
+        .filter_map(|f| match f {
+            Flag::Keyword(k) => Some(k.as_ref().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The IMAP flags of a message, keywords named by `names`.
+pub(crate) fn flag_list(f: Flags, names: &[String]) -> Vec<Flag<'static>> {
     let mut v = Vec::new();
     for (bit, flag) in [
         (Flags::SEEN, Flag::Seen),
@@ -191,6 +202,11 @@ pub(crate) fn flag_list(f: Flags) -> Vec<Flag<'static>> {
             v.push(flag);
         }
     }
+    v.extend(
+        crate::store::names_of(names, f)
+            .filter_map(|n| imap_codec::imap_types::core::Atom::try_from(n.to_string()).ok())
+            .map(Flag::Keyword),
+    );
     v
 }
 
@@ -206,6 +222,19 @@ fn store_error_text(e: &StoreError) -> String {
             "Server error in the mail store; try again".to_string()
         }
     }
+}
+
+/// The FLAGS of a folder (RFC 3501 §7.2.6): system flags and its keywords.
+pub(crate) fn folder_flags(keywords: &[String]) -> Vec<Flag<'static>> {
+    let mut v = ALL_SYSTEM.to_vec();
+    v.extend(
+        keywords
+            .iter()
+            .filter(|k| !k.is_empty())
+            .filter_map(|k| imap_codec::imap_types::core::Atom::try_from(k.clone()).ok())
+            .map(Flag::Keyword),
+    );
+    v
 }
 
 fn atom(s: &'static str) -> imap_codec::imap_types::core::Atom<'static> {
@@ -363,7 +392,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     LiteralOrLiteral8::Literal8(l) => &l.data,
                 };
                 let date = date.map(|d| d.as_ref().timestamp());
-                self.append(&tag, &mailbox_name(&mailbox), flags_of(&flags), date, bytes);
+                let flags = (flags_of(&flags), keywords_of(&flags));
+                self.append(&tag, &mailbox_name(&mailbox), flags, date, bytes);
             }
             CommandBody::Namespace => {
                 // RFC 2342 §5: one personal namespace, prefix "", delimiter ".".
@@ -567,7 +597,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             claimed.into_iter().collect()
         };
         // RFC 3501 §6.3.1: FLAGS, EXISTS, RECENT, UNSEEN, PERMANENTFLAGS, UIDNEXT, UIDVALIDITY.
-        self.data(Data::Flags(ALL_SYSTEM.to_vec()));
+        self.data(Data::Flags(folder_flags(&snap.keywords)));
         self.data(Data::Exists(view.len() as u32));
         self.data(Data::Recent(recent.len() as u32));
         if let Some(first) = view.iter().position(|(_, f)| !f.has(Flags::SEEN))
@@ -575,13 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             self.status(Kind::Ok, None, Some(Code::Unseen(n)), "First unseen");
         }
-        let perm: Vec<FlagPerm<'static>> = ALL_SYSTEM.iter().cloned().map(FlagPerm::Flag).collect();
-        self.status(
-            Kind::Ok,
-            None,
-            Some(Code::PermanentFlags(perm)),
-            "Permanent flags (no keywords)",
-        );
+        self.permanent_flags(&snap.keywords);
         if let Some(v) = NonZeroU32::new(snap.uid_validity) {
             self.status(Kind::Ok, None, Some(Code::UidValidity(v)), "UIDs valid");
         }
@@ -600,6 +624,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             watch,
             known: snap.messages.clone(),
             pending_expunge: false,
+            keywords: snap.keywords.clone(),
         });
         let (code, done) = if read_only {
             (Code::ReadOnly, "EXAMINE completed")
@@ -607,6 +632,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             (Code::ReadWrite, "SELECT completed")
         };
         self.status(Kind::Ok, Some(tag), Some(code), done);
+    }
+
+    /// PERMANENTFLAGS: the system flags, the folder's keywords and `\*`
+    /// (new keywords can be stored, RFC 3501 §7.1).
+    pub(crate) fn permanent_flags(&mut self, keywords: &[String]) {
+        let mut perm: Vec<FlagPerm<'static>> = folder_flags(keywords)
+            .into_iter()
+            .map(FlagPerm::Flag)
+            .collect();
+        perm.push(FlagPerm::Asterisk);
+        self.status(
+            Kind::Ok,
+            None,
+            Some(Code::PermanentFlags(perm)),
+            "Flags and keywords are permanent",
+        );
     }
 
     fn list(
@@ -733,7 +774,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.status(Kind::Ok, Some(tag), None, "STATUS completed");
     }
 
-    fn append(&mut self, tag: &Tag<'_>, name: &str, flags: Flags, date: Option<i64>, bytes: &[u8]) {
+    fn append(
+        &mut self,
+        tag: &Tag<'_>,
+        name: &str,
+        (flags, keywords): (Flags, Vec<String>),
+        date: Option<i64>,
+        bytes: &[u8],
+    ) {
         if !self.ctx.store.folder_exists(self.user(), name) {
             // RFC 3501 §6.3.11: TRYCREATE when the folder does not exist.
             self.status(
@@ -744,6 +792,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
             return;
         }
+        // RFC 3501 §6.3.11: the keywords are stored with the message.
+        let flags = match self
+            .ctx
+            .store
+            .keyword_bits(self.user(), name, &keywords, true)
+        {
+            Ok(bits) => Flags(flags.0 | bits),
+            Err(e) => {
+                self.status(Kind::No, Some(tag), None, &store_error_text(&e));
+                return;
+            }
+        };
         match self.ctx.store.append(self.user(), name, bytes, flags, date) {
             Ok((validity, uid)) => {
                 let code = match (NonZeroU32::new(validity), NonZeroU32::new(uid)) {

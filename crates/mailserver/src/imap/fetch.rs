@@ -504,9 +504,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             for name in names {
                 let item = match name {
                     MessageDataItemName::Uid => NonZeroU32::new(uid).map(MessageDataItem::Uid),
-                    MessageDataItemName::Flags => {
-                        Some(MessageDataItem::Flags(flag_fetch(flags, recent)))
-                    }
+                    MessageDataItemName::Flags => Some(MessageDataItem::Flags(flag_fetch(
+                        flags,
+                        recent,
+                        &snap.keywords,
+                    ))),
                     MessageDataItemName::InternalDate => {
                         internal_date(meta.internal_date).map(MessageDataItem::InternalDate)
                     }
@@ -550,7 +552,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 items.extend(item);
             }
             if flags_changed && !names.contains(&MessageDataItemName::Flags) {
-                items.push(MessageDataItem::Flags(flag_fetch(flags, recent)));
+                items.push(MessageDataItem::Flags(flag_fetch(
+                    flags,
+                    recent,
+                    &snap.keywords,
+                )));
             }
             let (Some(seq), Ok(items)) = (NonZeroU32::new(i as u32 + 1), Vec1::try_from(items))
             else {

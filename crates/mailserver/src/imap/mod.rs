@@ -4,7 +4,8 @@
 //! Commands are parsed and responses serialised by `imap-codec`. Supported:
 //! every RFC 3501 command, IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE
 //! (RFC 6851), NAMESPACE (RFC 2342), UNSELECT (RFC 3691), ID (RFC 2971),
-//! CHILDREN (RFC 3348), SPECIAL-USE (RFC 6154, `\Junk`). Any number of
+//! CHILDREN (RFC 3348), SPECIAL-USE (RFC 6154, `\Junk`), keywords (stored
+//! in a `dovecot-keywords` file per folder). Any number of
 //! sessions may share a folder: the store applies every change under the
 //! folder's lock, and each session reports the others' changes before its
 //! next tagged response (RFC 3501 §7.4.1); see docs/imap-pop3.md.
@@ -168,6 +169,8 @@ pub(crate) struct Selected {
     /// The view still holds messages expunged elsewhere whose EXPUNGE
     /// could not be sent yet (RFC 3501 §7.4.1).
     pub pending_expunge: bool,
+    /// The folder's keyword names the session last announced in FLAGS.
+    pub keywords: Arc<Vec<String>>,
 }
 
 /// What to do after a command.

@@ -34,6 +34,8 @@ struct Candidate<'a> {
     flags: Flags,
     recent: bool,
     meta: Option<&'a MessageMeta>,
+    /// The folder's keyword names by letter.
+    keywords: &'a [String],
     content: Option<Content>,
 }
 
@@ -225,6 +227,7 @@ impl SearchJob {
                 flags,
                 recent: self.recent.contains(&u),
                 meta,
+                keywords: &self.snap.keywords,
                 content: None,
             };
             let (ctx, user, folder) = (&self.ctx, &self.user, &self.folder);
@@ -249,6 +252,14 @@ impl SearchJob {
         }
         hits
     }
+}
+
+/// True if the message has keyword `name` (case-insensitive, RFC 3501 §6.4.4).
+fn has_keyword(c: &Candidate<'_>, name: &str) -> bool {
+    c.keywords
+        .iter()
+        .position(|k| k.eq_ignore_ascii_case(name))
+        .is_some_and(|i| c.flags.has(Flags::KEYWORD0 << i))
 }
 
 fn header_has(c: &Content, name: &str, needle: &[u8]) -> bool {
@@ -291,8 +302,8 @@ fn matches<'m>(
         SearchKey::Recent => c.recent,
         SearchKey::New => c.recent && !c.flags.has(Flags::SEEN),
         SearchKey::Old => !c.recent,
-        SearchKey::Keyword(_) => false,
-        SearchKey::Unkeyword(_) => true,
+        SearchKey::Keyword(k) => has_keyword(c, k.as_ref()),
+        SearchKey::Unkeyword(k) => !has_keyword(c, k.as_ref()),
         SearchKey::Larger(n) => c.meta.is_some_and(|m| m.size > *n as u64),
         SearchKey::Smaller(n) => c.meta.is_some_and(|m| m.size < *n as u64),
         SearchKey::Since(d) => internal.is_some_and(|x| x >= *d.as_ref()),

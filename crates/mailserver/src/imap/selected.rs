@@ -17,7 +17,7 @@ use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::commands::{flag_list, flags_of, mailbox_name};
+use super::commands::{flag_list, flags_of, folder_flags, keywords_of, mailbox_name};
 use super::{Kind, Session};
 use crate::store::{FlagOp, Flags, JUNK};
 
@@ -58,9 +58,11 @@ fn uid_set(uids: &[u32]) -> Option<UidSet> {
     Some(UidSet(Vec1::try_from(elems).ok()?))
 }
 
-pub(crate) fn flag_fetch(flags: Flags, recent: bool) -> Vec<FlagFetch<'static>> {
-    let mut v: Vec<FlagFetch<'static>> =
-        flag_list(flags).into_iter().map(FlagFetch::Flag).collect();
+pub(crate) fn flag_fetch(flags: Flags, recent: bool, names: &[String]) -> Vec<FlagFetch<'static>> {
+    let mut v: Vec<FlagFetch<'static>> = flag_list(flags, names)
+        .into_iter()
+        .map(FlagFetch::Flag)
+        .collect();
     if recent {
         v.push(FlagFetch::Recent);
     }
@@ -181,6 +183,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         sel.view = view;
         sel.known = snap.messages.clone();
         sel.pending_expunge = pending;
+        let new_keywords = *sel.keywords != *snap.keywords;
+        sel.keywords = snap.keywords.clone();
         let exists = sel.view.len() as u32;
         let recent = sel
             .view
@@ -198,6 +202,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.data(Data::Expunge(n));
             }
         }
+        if new_keywords {
+            // RFC 3501 §7.2.6: the folder's flags changed.
+            self.data(Data::Flags(folder_flags(&snap.keywords)));
+            self.permanent_flags(&snap.keywords);
+        }
         if added {
             // RFC 3501 §7.3.1, §7.3.2.
             self.data(Data::Exists(exists));
@@ -208,12 +217,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Announces keywords new in the folder (FLAGS, PERMANENTFLAGS: RFC 3501
+    /// §7.2.6) without touching the view, so the FETCH answers that follow
+    /// can name them.
+    fn refresh_keywords(&mut self, user: &str, folder: &str) {
+        let Ok(snap) = self.ctx.store.sync(user, folder) else {
+            return;
+        };
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if *sel.keywords != *snap.keywords {
+            sel.keywords = snap.keywords.clone();
+            self.data(Data::Flags(folder_flags(&snap.keywords)));
+            self.permanent_flags(&snap.keywords);
+        }
+    }
+
     /// Queues an untagged `FETCH (UID FLAGS)` (RFC 3501 §7.4.2).
     fn flags_update(&mut self, seq: u32, uid: u32, flags: Flags, recent: bool, with_uid: bool) {
         let (Some(seq), Some(uid)) = (NonZeroU32::new(seq), NonZeroU32::new(uid)) else {
             return;
         };
-        let mut items = vec![MessageDataItem::Flags(flag_fetch(flags, recent))];
+        let names = self
+            .selected
+            .as_ref()
+            .map(|s| s.keywords.clone())
+            .unwrap_or_default();
+        let mut items = vec![MessageDataItem::Flags(flag_fetch(flags, recent, &names))];
         if with_uid {
             items.insert(0, MessageDataItem::Uid(uid));
         }
@@ -274,7 +305,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 uid,
                 ..
             } => {
-                self.store_flags(tag, &sequence_set, kind, response, flags_of(&flags), uid);
+                let flags = (flags_of(&flags), keywords_of(&flags));
+                self.store_flags(tag, &sequence_set, kind, response, flags, uid);
             }
             CommandBody::Copy {
                 sequence_set,
@@ -330,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         set: &SequenceSet,
         kind: StoreType,
         response: StoreResponse,
-        flags: Flags,
+        (flags, keywords): (Flags, Vec<String>),
         uid: bool,
     ) {
         let targets = self.resolve(set, uid);
@@ -347,6 +379,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let uids: Vec<u32> = targets.iter().map(|&i| sel.view[i].0).collect();
         let name = sel.name.clone();
+        // Keywords by letter; a new name is added unless it is removed.
+        let create = op != FlagOp::Remove;
+        let flags = match self.ctx.store.keyword_bits(&user, &name, &keywords, create) {
+            Ok(bits) => Flags(flags.0 | bits),
+            Err(e) => {
+                self.status(Kind::No, Some(tag), None, &format!("STORE failed: {e}"));
+                return;
+            }
+        };
+        if !keywords.is_empty() {
+            self.refresh_keywords(&user, &name);
+        }
         // RFC 3501 §6.4.6: applied to the flags the message has now.
         let done = match self.ctx.store.store_flags(&user, &name, &uids, op, flags) {
             Ok(d) => d,

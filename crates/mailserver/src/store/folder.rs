@@ -161,6 +161,8 @@ pub struct Snapshot {
     /// Messages from this UID on are `\Recent` and not yet claimed by a
     /// session (RFC 3501 §2.3.2).
     pub recent_from: u32,
+    /// The folder's keyword names by letter index.
+    pub keywords: Arc<Vec<String>>,
 }
 
 /// The in-memory index of one folder.
@@ -172,6 +174,7 @@ pub(crate) struct FolderIndex {
     uid_next: u32,
     messages: Arc<Vec<MessageMeta>>,
     recent_from: u32,
+    keywords: Arc<Vec<String>>,
     new_mtime: Option<SystemTime>,
     cur_mtime: Option<SystemTime>,
 }
@@ -261,6 +264,7 @@ impl FolderIndex {
             uid_next: 1,
             messages: Arc::new(Vec::new()),
             recent_from: 1,
+            keywords: Arc::new(Vec::new()),
             new_mtime: None,
             cur_mtime: None,
         }
@@ -272,7 +276,18 @@ impl FolderIndex {
             uid_next: self.uid_next,
             messages: self.messages.clone(),
             recent_from: self.recent_from,
+            keywords: self.keywords.clone(),
         }
+    }
+
+    /// The bits of keywords by name, new names added with `create`.
+    pub(crate) fn keyword_bits(
+        &mut self,
+        wanted: &[String],
+        create: bool,
+    ) -> Result<u32, StoreError> {
+        let dir = self.dir.clone();
+        super::keywords::bits(&dir, Arc::make_mut(&mut self.keywords), wanted, create)
     }
 
     /// Claims the `\Recent` messages for one session: from now on no other
@@ -296,6 +311,7 @@ impl FolderIndex {
     fn load(&mut self) -> Result<(), StoreError> {
         let path = self.dir.join(UIDLIST);
         self.loaded = true;
+        self.keywords = Arc::new(super::keywords::load(&self.dir));
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

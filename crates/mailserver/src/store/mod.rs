@@ -17,10 +17,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 mod folder;
+mod keywords;
 mod ops;
 
 use folder::FolderIndex;
 pub use folder::{FlagOp, Flags, MessageMeta, Snapshot, UIDLIST, UIDVALIDITY_FILE};
+pub use keywords::{KEYWORDS_FILE, names_of};
 pub use ops::MaildropLock;
 
 /// The folder every mailbox has.

@@ -130,6 +130,25 @@ impl Store {
         Ok(done)
     }
 
+    /// The flag bits of keywords of a folder (RFC 3501 §2.3.2); with
+    /// `create`, unknown names are added to its keywords file.
+    pub fn keyword_bits(
+        &self,
+        address: &str,
+        folder: &str,
+        wanted: &[String],
+        create: bool,
+    ) -> Result<u32, StoreError> {
+        if wanted.is_empty() {
+            return Ok(0);
+        }
+        let dir = self.existing(address, folder)?;
+        let index = self.index(&dir);
+        let mut index = index.lock().expect("folder lock");
+        index.sync(false)?;
+        index.keyword_bits(wanted, create)
+    }
+
     /// Removes exactly the messages whose current flags hold `\Deleted`
     /// (RFC 3501 §6.4.3, §6.4.2), limited to the UIDs in `only` when given
     /// (UID EXPUNGE, RFC 4315 §2.1); returns the UIDs removed.
@@ -305,20 +324,33 @@ impl Store {
             if pending.is_empty() {
                 break;
             }
-            let sources: Vec<(u32, PathBuf, u64, Flags)> = {
+            let (sources, names): (Vec<(u32, PathBuf, u64, Flags)>, _) = {
                 let index = self.index(&src);
                 let mut index = index.lock().expect("folder lock");
                 let snap = index.sync(false)?;
-                snap.messages
+                let sources = snap
+                    .messages
                     .iter()
                     .filter(|m| pending.contains(&m.uid))
                     .map(|m| (m.uid, index.path_of(m), m.size, m.flags))
-                    .collect()
+                    .collect();
+                (sources, snap.keywords)
             };
             let mut missed = Vec::new();
             let index = self.index(&dst);
             let mut index = index.lock().expect("folder lock");
             validity = index.sync(false)?.uid_validity;
+            // Keywords by name: the letters of the destination may differ.
+            let mut translated = Vec::with_capacity(sources.len());
+            for (uid, path, size, flags) in sources {
+                let wanted: Vec<String> = super::keywords::names_of(&names, flags)
+                    .map(str::to_string)
+                    .collect();
+                let bits = index.keyword_bits(&wanted, true)?;
+                let flags = Flags((flags.0 & !Flags::KEYWORD_MASK) | bits);
+                translated.push((uid, path, size, flags));
+            }
+            let sources = translated;
             let placed: Result<(), StoreError> =
                 sources.iter().try_for_each(|(uid, path, size, flags)| {
                     match self.place(&mut index, &dst, Source::File(path, *size), *flags, None) {
