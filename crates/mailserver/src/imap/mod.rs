@@ -15,6 +15,7 @@
 
 mod commands;
 mod fetch;
+mod list;
 mod search;
 mod selected;
 
