@@ -8,6 +8,7 @@ mod docker;
 mod filters;
 mod hostile;
 mod imap_pop3;
+mod imap_store;
 mod local_runtime;
 mod render;
 mod smtp;

@@ -7,11 +7,11 @@ use std::num::NonZeroU32;
 use base64::Engine;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::{IString, QuotedChar, Tag};
+use imap_codec::imap_types::core::{IString, NString, QuotedChar, Tag};
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::extensions::namespace::Namespace;
-use imap_codec::imap_types::flag::{Flag, FlagNameAttribute, FlagPerm};
-use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::flag::{Flag, FlagPerm};
+use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::status::{StatusDataItem, StatusDataItemName};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,36 +28,7 @@ pub(crate) fn mailbox_name(m: &Mailbox<'_>) -> String {
     }
 }
 
-fn list_pattern(m: &ListMailbox<'_>) -> String {
-    match m {
-        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
-        ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
-    }
-}
-
-/// LIST wildcard match (RFC 3501 §6.3.8): `*` matches anything, `%`
-/// anything but the hierarchy delimiter.
-fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => (0..=name.len())
-            .take_while(|&i| i == 0 || name[i - 1] != b'.')
-            .any(|i| wildcard(rest, &name[i..])),
-        Some((c, rest)) => name.first().is_some_and(|n| n == c) && wildcard(rest, &name[1..]),
-    }
-}
-
-fn matches_list(pattern: &str, name: &str) -> bool {
-    if name == INBOX {
-        // INBOX matches case-insensitively.
-        let p = pattern.to_ascii_uppercase();
-        return wildcard(p.as_bytes(), name.as_bytes());
-    }
-    wildcard(pattern.as_bytes(), name.as_bytes())
-}
-
-/// The system flags of a flag list; keywords are ignored (not permanent).
+/// The system flags of a flag list (keywords: [`keywords_of`]).
 pub(crate) fn flags_of(list: &[Flag<'_>]) -> Flags {
     let mut f = 0;
     for flag in list {
@@ -73,8 +44,19 @@ pub(crate) fn flags_of(list: &[Flag<'_>]) -> Flags {
     Flags(f)
 }
 
-/// The IMAP flags of a message.
-pub(crate) fn flag_list(f: Flags) -> Vec<Flag<'static>> {
+/// The keywords of a flag list (RFC 3501 §2.3.2; `\Recent` and other
+/// `\` extensions are not keywords).
+pub(crate) fn keywords_of(list: &[Flag<'_>]) -> Vec<String> {
+    list.iter()
+        .filter_map(|f| match f {
+            Flag::Keyword(k) => Some(k.as_ref().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The IMAP flags of a message, keywords named by `names`.
+pub(crate) fn flag_list(f: Flags, names: &[String]) -> Vec<Flag<'static>> {
     let mut v = Vec::new();
     for (bit, flag) in [
         (Flags::SEEN, Flag::Seen),
@@ -87,10 +69,15 @@ pub(crate) fn flag_list(f: Flags) -> Vec<Flag<'static>> {
             v.push(flag);
         }
     }
+    v.extend(
+        crate::store::names_of(names, f)
+            .filter_map(|n| imap_codec::imap_types::core::Atom::try_from(n.to_string()).ok())
+            .map(Flag::Keyword),
+    );
     v
 }
 
-fn store_error_text(e: &StoreError) -> String {
+pub(crate) fn store_error_text(e: &StoreError) -> String {
     match e {
         StoreError::NoFolder(f) => format!("No folder named {f:?}; CREATE it first"),
         StoreError::FolderExists(f) => format!("A folder named {f:?} exists already"),
@@ -104,6 +91,23 @@ fn store_error_text(e: &StoreError) -> String {
     }
 }
 
+/// The FLAGS of a folder (RFC 3501 §7.2.6): system flags and its keywords.
+pub(crate) fn folder_flags(keywords: &[String]) -> Vec<Flag<'static>> {
+    let mut v = ALL_SYSTEM.to_vec();
+    v.extend(
+        keywords
+            .iter()
+            .filter(|k| !k.is_empty())
+            .filter_map(|k| imap_codec::imap_types::core::Atom::try_from(k.clone()).ok())
+            .map(Flag::Keyword),
+    );
+    v
+}
+
+pub(crate) fn atom(s: &'static str) -> imap_codec::imap_types::core::Atom<'static> {
+    imap_codec::imap_types::core::Atom::try_from(s).expect("atom")
+}
+
 const ALL_SYSTEM: [Flag<'static>; 5] = [
     Flag::Answered,
     Flag::Flagged,
@@ -115,18 +119,29 @@ const ALL_SYSTEM: [Flag<'static>; 5] = [
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(crate) async fn dispatch(&mut self, cmd: Command<'_>) -> Next {
         let tag = cmd.tag;
+        // RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or
+        // SEARCH (their UID forms may carry one); every command reports
+        // the other sessions' changes before its tagged response.
+        let no_expunge = matches!(
+            cmd.body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
+        );
+        self.sync_before_tagged = Some(!no_expunge);
+        if self.selected.is_some() {
+            self.sync_before(&cmd.body);
+        }
         match cmd.body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
                 self.data(Data::Capability(caps));
                 self.status(Kind::Ok, Some(&tag), None, "CAPABILITY completed");
             }
-            CommandBody::Noop | CommandBody::Check => {
-                if self.selected.is_some() {
-                    self.sync_selected(true);
-                }
-                self.status(Kind::Ok, Some(&tag), None, "NOOP completed");
-            }
+            // RFC 3501 §6.1.2; the changes are reported before the tagged OK.
+            CommandBody::Noop => self.status(Kind::Ok, Some(&tag), None, "NOOP completed"),
+            // RFC 3501 §6.4.1: every change is on disk already.
+            CommandBody::Check => self.status(Kind::Ok, Some(&tag), None, "CHECK completed"),
             CommandBody::Logout => {
                 self.status(Kind::Bye, None, None, "Logging out");
                 self.status(Kind::Ok, Some(&tag), None, "LOGOUT completed");
@@ -144,6 +159,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             } => {
                 let initial = initial_response.map(|r| r.declassify().to_vec());
                 return self.authenticate(&tag, mechanism, initial).await;
+            }
+            CommandBody::Id { .. } => {
+                // RFC 2971 §3.1: in any state; the client's fields are logged only.
+                let field = |s: &'static str| IString::try_from(s).ok();
+                let parameters = [("name", "maillab"), ("vendor", "maillab")]
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((field(k)?, NString(Some(field(v)?)))))
+                    .collect();
+                self.data(Data::Id {
+                    parameters: Some(parameters),
+                });
+                self.status(Kind::Ok, Some(&tag), None, "ID completed");
             }
             body if self.user.is_none() => {
                 let _ = body;
@@ -170,6 +197,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             CommandBody::Create { mailbox } => {
                 let name = mailbox_name(&mailbox);
                 let name = name.trim_end_matches('.').to_string();
+                // RFC 3501 §6.3.3: the levels above are created too.
+                for parent in super::list::parents(&name) {
+                    if !self.ctx.store.folder_exists(self.user(), parent) {
+                        let _ = self.ctx.store.create_folder(self.user(), parent);
+                    }
+                }
                 let r = self.ctx.store.create_folder(self.user(), &name);
                 self.reply(&tag, r, "CREATE completed");
             }
@@ -226,7 +259,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     LiteralOrLiteral8::Literal8(l) => &l.data,
                 };
                 let date = date.map(|d| d.as_ref().timestamp());
-                self.append(&tag, &mailbox_name(&mailbox), flags_of(&flags), date, bytes);
+                let flags = (flags_of(&flags), keywords_of(&flags));
+                self.append(&tag, &mailbox_name(&mailbox), flags, date, bytes);
             }
             CommandBody::Namespace => {
                 // RFC 2342 §5: one personal namespace, prefix "", delimiter ".".
@@ -407,7 +441,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     fn select(&mut self, tag: &Tag<'_>, name: &str, read_only: bool) {
         self.selected = None;
-        let snap = match self.ctx.store.sync(self.user(), name) {
+        // RFC 3501 §6.3.1: SELECT claims the \Recent messages; EXAMINE
+        // shows them without clearing them (§6.3.2).
+        let (snap, claimed) = match self.ctx.store.sync_claim(self.user(), name, !read_only) {
             Ok(s) => s,
             Err(e) => {
                 self.status(Kind::No, Some(tag), None, &store_error_text(&e));
@@ -420,12 +456,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         };
         let view: Vec<(u32, Flags)> = snap.messages.iter().map(|m| (m.uid, m.flags)).collect();
         let recent: HashSet<u32> = if read_only {
-            HashSet::new()
+            view.iter()
+                .map(|(u, _)| *u)
+                .filter(|u| *u >= snap.recent_from)
+                .collect()
         } else {
-            snap.arrived.iter().copied().collect()
+            claimed.into_iter().collect()
         };
         // RFC 3501 §6.3.1: FLAGS, EXISTS, RECENT, UNSEEN, PERMANENTFLAGS, UIDNEXT, UIDVALIDITY.
-        self.data(Data::Flags(ALL_SYSTEM.to_vec()));
+        self.data(Data::Flags(folder_flags(&snap.keywords)));
         self.data(Data::Exists(view.len() as u32));
         self.data(Data::Recent(recent.len() as u32));
         if let Some(first) = view.iter().position(|(_, f)| !f.has(Flags::SEEN))
@@ -433,13 +472,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         {
             self.status(Kind::Ok, None, Some(Code::Unseen(n)), "First unseen");
         }
-        let perm: Vec<FlagPerm<'static>> = ALL_SYSTEM.iter().cloned().map(FlagPerm::Flag).collect();
-        self.status(
-            Kind::Ok,
-            None,
-            Some(Code::PermanentFlags(perm)),
-            "Permanent flags (no keywords)",
-        );
+        self.permanent_flags(&snap.keywords);
         if let Some(v) = NonZeroU32::new(snap.uid_validity) {
             self.status(Kind::Ok, None, Some(Code::UidValidity(v)), "UIDs valid");
         }
@@ -456,6 +489,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             view,
             recent,
             watch,
+            known: snap.messages.clone(),
+            pending_expunge: false,
+            keywords: snap.keywords.clone(),
         });
         let (code, done) = if read_only {
             (Code::ReadOnly, "EXAMINE completed")
@@ -465,83 +501,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.status(Kind::Ok, Some(tag), Some(code), done);
     }
 
-    fn list(
-        &mut self,
-        tag: &Tag<'_>,
-        reference: &Mailbox<'_>,
-        pattern: &ListMailbox<'_>,
-        lsub: bool,
-    ) {
-        let pattern = list_pattern(pattern);
-        let reference = match reference {
-            Mailbox::Inbox => INBOX.to_string(),
-            Mailbox::Other(_) => mailbox_name(reference),
-        };
-        let delimiter = QuotedChar::try_from('.').ok();
-        if pattern.is_empty() && !lsub {
-            // RFC 3501 §6.3.8: the hierarchy delimiter and root.
-            if let Ok(root) = Mailbox::try_from("") {
-                self.data(Data::List {
-                    items: vec![FlagNameAttribute::Noselect],
-                    delimiter,
-                    mailbox: root,
-                });
-            }
-            self.status(Kind::Ok, Some(tag), None, "LIST completed");
-            return;
-        }
-        let full = format!("{reference}{pattern}");
-        let folders = match self.ctx.store.folders(self.user()) {
-            Ok(f) => f,
-            Err(e) => {
-                self.status(Kind::No, Some(tag), None, &store_error_text(&e));
-                return;
-            }
-        };
-        let subs = self.ctx.store.subscriptions(self.user());
-        for name in folders {
-            if !matches_list(&full, &name) || (lsub && name != INBOX && !subs.contains(&name)) {
-                continue;
-            }
-            let Ok(mailbox) = Mailbox::try_from(name.as_str()) else {
-                continue;
-            };
-            let mut items = Vec::new();
-            if name.eq_ignore_ascii_case(crate::store::JUNK) {
-                // RFC 6154 special-use attribute.
-                items.push(FlagNameAttribute::from(
-                    imap_codec::imap_types::core::Atom::try_from("Junk").expect("atom"),
-                ));
-            }
-            let data = if lsub {
-                Data::Lsub {
-                    items,
-                    delimiter,
-                    mailbox,
-                }
-            } else {
-                Data::List {
-                    items,
-                    delimiter,
-                    mailbox,
-                }
-            };
-            self.data(data);
-        }
+    /// PERMANENTFLAGS: the system flags, the folder's keywords and `\*`
+    /// (new keywords can be stored, RFC 3501 §7.1).
+    pub(crate) fn permanent_flags(&mut self, keywords: &[String]) {
+        let mut perm: Vec<FlagPerm<'static>> = folder_flags(keywords)
+            .into_iter()
+            .map(FlagPerm::Flag)
+            .collect();
+        perm.push(FlagPerm::Asterisk);
         self.status(
             Kind::Ok,
-            Some(tag),
             None,
-            if lsub {
-                "LSUB completed"
-            } else {
-                "LIST completed"
-            },
+            Some(Code::PermanentFlags(perm)),
+            "Flags and keywords are permanent",
         );
     }
 
     fn status_cmd(&mut self, tag: &Tag<'_>, mailbox: &Mailbox<'_>, names: &[StatusDataItemName]) {
         let name = mailbox_name(mailbox);
+        // RFC 3501 §6.3.10: STATUS does not clear \Recent.
         let snap = match self.ctx.store.sync(self.user(), &name) {
             Ok(s) => s,
             Err(e) => {
@@ -555,9 +533,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 StatusDataItemName::Messages => {
                     Some(StatusDataItem::Messages(snap.messages.len() as u32))
                 }
-                StatusDataItemName::Recent => {
-                    Some(StatusDataItem::Recent(snap.arrived.len() as u32))
-                }
+                StatusDataItemName::Recent => Some(StatusDataItem::Recent(
+                    snap.messages
+                        .iter()
+                        .filter(|m| m.uid >= snap.recent_from)
+                        .count() as u32,
+                )),
                 StatusDataItemName::UidNext => {
                     NonZeroU32::new(snap.uid_next).map(StatusDataItem::UidNext)
                 }
@@ -581,7 +562,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.status(Kind::Ok, Some(tag), None, "STATUS completed");
     }
 
-    fn append(&mut self, tag: &Tag<'_>, name: &str, flags: Flags, date: Option<i64>, bytes: &[u8]) {
+    fn append(
+        &mut self,
+        tag: &Tag<'_>,
+        name: &str,
+        (flags, keywords): (Flags, Vec<String>),
+        date: Option<i64>,
+        bytes: &[u8],
+    ) {
         // The message limits before anything parses it (crate::message).
         if let Err(e) = crate::message::check(bytes, &self.ctx.config.limits.message()) {
             return self.status(Kind::No, Some(tag), None, &e.to_string());
@@ -596,11 +584,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
             return;
         }
+        // RFC 3501 §6.3.11: the keywords are stored with the message.
+        let flags = match self
+            .ctx
+            .store
+            .keyword_bits(self.user(), name, &keywords, true)
+        {
+            Ok(bits) => Flags(flags.0 | bits),
+            Err(e) => {
+                self.status(Kind::No, Some(tag), None, &store_error_text(&e));
+                return;
+            }
+        };
         match self.ctx.store.append(self.user(), name, bytes, flags, date) {
             Ok((validity, uid)) => {
-                if self.selected.as_ref().is_some_and(|s| s.name == name) {
-                    self.sync_selected(true);
-                }
                 let code = match (NonZeroU32::new(validity), NonZeroU32::new(uid)) {
                     (Some(uid_validity), Some(uid)) => Some(Code::AppendUid { uid_validity, uid }),
                     _ => None,
@@ -614,21 +611,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(e) => self.status(Kind::No, Some(tag), None, &store_error_text(&e)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_wildcards() {
-        assert!(matches_list("*", "INBOX"));
-        assert!(matches_list("inbox", "INBOX"));
-        assert!(matches_list("%", "Junk"));
-        assert!(!matches_list("%", "A.B"));
-        assert!(matches_list("A.%", "A.B"));
-        assert!(matches_list("*", "A.B"));
-        assert!(!matches_list("Ju", "Junk"));
     }
 }

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::selected::flag_fetch;
-use crate::store::Flags;
+use crate::store::{FlagOp, Flags};
 
 /// An nstring from text (quoted when possible, else a literal).
 fn nstr(s: Option<&str>) -> NString<'static> {
@@ -171,20 +171,27 @@ fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<Address<'static>> {
     let mut out = Vec::new();
     let one = |addr: &mail_parser::Addr<'_>| {
         let email = addr.address.as_deref().unwrap_or("");
+        // RFC 3501 §7.4.2: a source route `@route:` goes into the adl.
+        let (route, email) = match email.split_once(':') {
+            Some((r, rest)) if r.starts_with('@') => (Some(r), rest),
+            _ => (None, email),
+        };
         let (local, host) = email.rsplit_once('@').unwrap_or((email, ""));
         Address {
             name: nstr(addr.name.as_deref()),
-            adl: NString::NIL,
+            adl: nstr(route),
             mailbox: nstr(Some(local)),
             host: nstr(Some(host)),
         }
     };
+    // A group member without an address (only a comment) is no member.
+    let real = |a: &&mail_parser::Addr<'_>| a.address.as_deref().is_some_and(|e| !e.is_empty());
     match a {
         Some(mail_parser::Address::List(list)) => out.extend(list.iter().map(one)),
         Some(mail_parser::Address::Group(groups)) => {
             for g in groups {
                 if g.name.is_none() {
-                    out.extend(g.addresses.iter().map(one));
+                    out.extend(g.addresses.iter().filter(real).map(one));
                     continue;
                 }
                 // RFC 3501 §7.4.2: group start (NIL NIL name NIL) and end (all NIL).
@@ -194,7 +201,7 @@ fn addresses(a: Option<&mail_parser::Address<'_>>) -> Vec<Address<'static>> {
                     mailbox: nstr(g.name.as_deref()),
                     host: NString::NIL,
                 });
-                out.extend(g.addresses.iter().map(one));
+                out.extend(g.addresses.iter().filter(real).map(one));
                 out.push(Address {
                     name: NString::NIL,
                     adl: NString::NIL,
@@ -438,7 +445,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             let meta = &snap.messages[pos];
             let cached = if wants_envelope {
-                self.ctx.envelopes.get(&cache_key, snap.uid_validity, uid)
+                self.ctx
+                    .envelopes
+                    .get(&cache_key, snap.uid_validity, uid, &meta.base)
             } else {
                 None
             };
@@ -458,13 +467,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             let mut flags_changed = false;
             if sets_seen && !read_only && !flags.has(Flags::SEEN) {
-                // RFC 3501 §6.4.5: BODY[] (not PEEK) sets \Seen.
-                let new = Flags(flags.0 | Flags::SEEN);
-                if self
-                    .ctx
-                    .store
-                    .set_flags(&user, &folder, &[(uid, new)])
-                    .is_ok()
+                // RFC 3501 §6.4.5: BODY[] (not PEEK) sets \Seen, added to
+                // the flags the message has now (§6.4.6), never a write-back.
+                let seen = Flags(Flags::SEEN);
+                if let Ok(done) =
+                    self.ctx
+                        .store
+                        .store_flags(&user, &folder, &[uid], FlagOp::Add, seen)
+                    && let Some(&(_, new)) = done.first()
                 {
                     flags = new;
                     flags_changed = true;
@@ -478,9 +488,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 None if wants_envelope => crate::message::parse_bounded(&raw[..header_end(&raw)])
                     .map(|m| {
                         let e = Arc::new(envelope(&m));
-                        self.ctx
-                            .envelopes
-                            .put(&cache_key, snap.uid_validity, uid, e.clone());
+                        self.ctx.envelopes.put(
+                            &cache_key,
+                            snap.uid_validity,
+                            uid,
+                            &meta.base,
+                            e.clone(),
+                        );
                         e
                     }),
                 None => None,
@@ -489,9 +503,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             for name in names {
                 let item = match name {
                     MessageDataItemName::Uid => NonZeroU32::new(uid).map(MessageDataItem::Uid),
-                    MessageDataItemName::Flags => {
-                        Some(MessageDataItem::Flags(flag_fetch(flags, recent)))
-                    }
+                    MessageDataItemName::Flags => Some(MessageDataItem::Flags(flag_fetch(
+                        flags,
+                        recent,
+                        &snap.keywords,
+                    ))),
                     MessageDataItemName::InternalDate => {
                         internal_date(meta.internal_date).map(MessageDataItem::InternalDate)
                     }
@@ -535,7 +551,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 items.extend(item);
             }
             if flags_changed && !names.contains(&MessageDataItemName::Flags) {
-                items.push(MessageDataItem::Flags(flag_fetch(flags, recent)));
+                items.push(MessageDataItem::Flags(flag_fetch(
+                    flags,
+                    recent,
+                    &snap.keywords,
+                )));
             }
             let (Some(seq), Ok(items)) = (NonZeroU32::new(i as u32 + 1), Vec1::try_from(items))
             else {

@@ -3,14 +3,19 @@
 //!
 //! Commands are parsed and responses serialised by `imap-codec`. Supported:
 //! every RFC 3501 command, IDLE (RFC 2177), UIDPLUS (RFC 4315), MOVE
-//! (RFC 6851), NAMESPACE (RFC 2342), UNSELECT (RFC 3691).
+//! (RFC 6851), NAMESPACE (RFC 2342), UNSELECT (RFC 3691), ID (RFC 2971),
+//! CHILDREN (RFC 3348), SPECIAL-USE (RFC 6154, `\Junk`), keywords (stored
+//! in a `dovecot-keywords` file per folder). Any number of
+//! sessions may share a folder: the store applies every change under the
+//! folder's lock, and each session reports the others' changes before its
+//! next tagged response (RFC 3501 §7.4.1); see docs/imap-pop3.md.
 //!
-//! Non-features: keywords (only system flags are permanent, PERMANENTFLAGS
-//! says so), LITERAL+ (not advertised; a non-synchronising literal over the
+//! Non-features: LITERAL+ (not advertised; a non-synchronising literal over the
 //! limit closes the connection), CONDSTORE, shared namespaces.
 
 mod commands;
 mod fetch;
+mod list;
 mod search;
 mod selected;
 
@@ -52,12 +57,16 @@ const IDLE_POLL: Duration = Duration::from_millis(400);
 /// How many ENVELOPEs [`EnvelopeCache`] keeps before it starts over.
 const ENVELOPE_CACHE_MAX: usize = 200_000;
 
-/// The cached ENVELOPEs of one folder by (UIDVALIDITY, UID).
-type FolderEnvelopes = std::collections::HashMap<(u32, u32), Arc<Envelope<'static>>>;
+/// The cached ENVELOPEs of one folder by (UIDVALIDITY, UID), each with the
+/// unique Maildir name of the message it was parsed from.
+type FolderEnvelopes = std::collections::HashMap<(u32, u32), (Box<str>, Arc<Envelope<'static>>)>;
 
 /// Parsed ENVELOPEs by folder, UIDVALIDITY and UID, shared by all sessions
 /// (a message never changes under its UID, RFC 3501 §2.3.1.1), so a client
 /// listing a large folder again does not read and parse every file again.
+/// An entry answers only for the file it was parsed from (its unique
+/// Maildir name), so no reuse of a name, UIDVALIDITY or UID can ever serve
+/// another message's envelope.
 #[derive(Debug, Default)]
 pub struct EnvelopeCache {
     folders: std::sync::Mutex<std::collections::HashMap<String, FolderEnvelopes>>,
@@ -70,9 +79,11 @@ impl EnvelopeCache {
         folder: &str,
         validity: u32,
         uid: u32,
+        base: &str,
     ) -> Option<Arc<Envelope<'static>>> {
         let map = self.folders.lock().ok()?;
-        map.get(folder)?.get(&(validity, uid)).cloned()
+        let (file, envelope) = map.get(folder)?.get(&(validity, uid))?;
+        (**file == *base).then(|| envelope.clone())
     }
 
     pub(crate) fn put(
@@ -80,6 +91,7 @@ impl EnvelopeCache {
         folder: &str,
         validity: u32,
         uid: u32,
+        base: &str,
         envelope: Arc<Envelope<'static>>,
     ) {
         use std::sync::atomic::Ordering;
@@ -92,7 +104,7 @@ impl EnvelopeCache {
         }
         map.entry(folder.to_string())
             .or_default()
-            .insert((validity, uid), envelope);
+            .insert((validity, uid), (base.into(), envelope));
     }
 }
 
@@ -136,6 +148,7 @@ pub async fn serve<S>(
         selected: None,
         out: Vec::new(),
         logged_data: 0,
+        sync_before_tagged: None,
     };
     session.run().await;
 }
@@ -152,6 +165,13 @@ pub(crate) struct Selected {
     pub recent: HashSet<u32>,
     /// Woken when the folder changes.
     pub watch: broadcast::Receiver<()>,
+    /// The folder state the view was last brought up to date with.
+    pub known: Arc<Vec<crate::store::MessageMeta>>,
+    /// The view still holds messages expunged elsewhere whose EXPUNGE
+    /// could not be sent yet (RFC 3501 §7.4.1).
+    pub pending_expunge: bool,
+    /// The folder's keyword names the session last announced in FLAGS.
+    pub keywords: Arc<Vec<String>>,
 }
 
 /// What to do after a command.
@@ -171,6 +191,9 @@ pub(crate) struct Session<S> {
     out: Vec<u8>,
     /// Untagged data responses of the current command so far.
     logged_data: usize,
+    /// Set per command: before its tagged response, report other
+    /// sessions' changes, EXPUNGEs only when `Some(true)` (RFC 3501 §7.4.1).
+    pub sync_before_tagged: Option<bool>,
 }
 
 /// Result of reading one command.
@@ -223,6 +246,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     /// Queues a tagged or untagged status.
     pub fn status(&mut self, kind: Kind, tag: Option<&Tag<'_>>, code: Option<Code<'_>>, msg: &str) {
+        if tag.is_some() {
+            self.report_changes();
+        }
         let msg = text(msg);
         let tag = tag.cloned();
         let status = match kind {
@@ -280,7 +306,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Capability::Move,
             Capability::Namespace,
             Capability::Unselect,
+            // RFC 2971, RFC 3348, RFC 6154.
+            Capability::Id,
         ]);
+        caps.extend(
+            ["CHILDREN", "SPECIAL-USE"]
+                .into_iter()
+                .filter_map(|c| imap_codec::imap_types::core::Atom::try_from(c).ok())
+                .map(Capability::from),
+        );
         Vec1::try_from(caps).unwrap_or_else(|_| Vec1::from(Capability::Imap4Rev1))
     }
 

@@ -3,7 +3,6 @@
 //! untagged updates that keep two sessions on one folder consistent
 //! (RFC 3501 §5.2, §7.3.1, §7.4.1, §7.4.2).
 
-use std::collections::HashSet;
 use std::num::NonZeroU32;
 
 use imap_codec::imap_types::command::CommandBody;
@@ -18,9 +17,9 @@ use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::commands::{flag_list, flags_of, mailbox_name};
+use super::commands::{flag_list, flags_of, folder_flags, keywords_of, mailbox_name};
 use super::{Kind, Session};
-use crate::store::{Flags, JUNK};
+use crate::store::{FlagOp, Flags, JUNK};
 
 /// True if `n` is in `set`, `*` standing for `largest` (RFC 3501 §9 seq-range).
 pub(crate) fn in_set(set: &SequenceSet, n: u32, largest: u32) -> bool {
@@ -59,9 +58,11 @@ fn uid_set(uids: &[u32]) -> Option<UidSet> {
     Some(UidSet(Vec1::try_from(elems).ok()?))
 }
 
-pub(crate) fn flag_fetch(flags: Flags, recent: bool) -> Vec<FlagFetch<'static>> {
-    let mut v: Vec<FlagFetch<'static>> =
-        flag_list(flags).into_iter().map(FlagFetch::Flag).collect();
+pub(crate) fn flag_fetch(flags: Flags, recent: bool, names: &[String]) -> Vec<FlagFetch<'static>> {
+    let mut v: Vec<FlagFetch<'static>> = flag_list(flags, names)
+        .into_iter()
+        .map(FlagFetch::Flag)
+        .collect();
     if recent {
         v.push(FlagFetch::Recent);
     }
@@ -90,16 +91,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
+    /// Called before every tagged response: reports what other sessions
+    /// changed, once per command (RFC 3501 §7.2.5, §7.4.1).
+    pub(crate) fn report_changes(&mut self) {
+        if let Some(expunges) = self.sync_before_tagged.take()
+            && self.selected.is_some()
+        {
+            self.sync_selected(expunges);
+        }
+    }
+
+    /// Before a command of the selected state runs: a UID command sees
+    /// every change (its UIDs do not depend on sequence numbers); any other
+    /// sees new messages and flags but keeps the sequence numbers the
+    /// client counted with (RFC 3501 §7.4.1, §5.5).
+    pub(crate) fn sync_before(&mut self, body: &CommandBody<'_>) {
+        let uid = match body {
+            CommandBody::Fetch { uid, .. }
+            | CommandBody::Store { uid, .. }
+            | CommandBody::Search { uid, .. }
+            | CommandBody::Copy { uid, .. }
+            | CommandBody::Move { uid, .. } => *uid,
+            CommandBody::ExpungeUid { .. } => true,
+            _ => return,
+        };
+        self.sync_selected(uid);
+    }
+
     /// Brings the session's view up to date and queues EXPUNGE, EXISTS,
     /// RECENT and FETCH FLAGS. With `expunges == false` (during FETCH,
-    /// STORE, SEARCH: RFC 3501 §7.4.1) nothing is sent.
+    /// STORE, SEARCH: RFC 3501 §7.4.1) messages expunged elsewhere stay in
+    /// the view until a command that may report them.
     pub(crate) fn sync_selected(&mut self, expunges: bool) {
-        if !expunges {
-            return;
-        }
         let user = self.user().to_string();
         let Some(sel) = &self.selected else { return };
-        let snap = match self.ctx.store.sync(&user, &sel.name) {
+        let (snap, claimed) = match self.ctx.store.sync_claim(&user, &sel.name, !sel.read_only) {
             Ok(s) => s,
             Err(e) => {
                 // The folder was deleted or renamed under us: back to the
@@ -117,57 +143,113 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
-        if !sel.read_only {
-            sel.recent.extend(snap.arrived.iter().copied());
+        sel.recent.extend(claimed.iter().copied());
+        let unchanged = std::sync::Arc::ptr_eq(&snap.messages, &sel.known);
+        if unchanged && claimed.is_empty() && !(expunges && sel.pending_expunge) {
+            return;
         }
-        let present: HashSet<u32> = snap.messages.iter().map(|m| m.uid).collect();
+        let messages = &snap.messages;
+        let mut view = Vec::with_capacity(messages.len());
         let mut expunged = Vec::new();
-        for i in (0..sel.view.len()).rev() {
-            if !present.contains(&sel.view[i].0) {
-                expunged.push(i as u32 + 1);
-                sel.view.remove(i);
-            }
-        }
         let mut changed = Vec::new();
-        let last = sel.view.last().map(|(u, _)| *u).unwrap_or(0);
+        let mut pending = false;
         let mut j = 0;
-        let mut added = false;
-        for m in snap.messages.iter() {
-            if m.uid > last {
-                sel.view.push((m.uid, m.flags));
-                added = true;
-                continue;
-            }
-            while j < sel.view.len() && sel.view[j].0 < m.uid {
+        for (i, &(uid, flags)) in sel.view.iter().enumerate() {
+            while j < messages.len() && messages[j].uid < uid {
                 j += 1;
             }
-            if j < sel.view.len() && sel.view[j].0 == m.uid && sel.view[j].1 != m.flags {
-                sel.view[j].1 = m.flags;
-                changed.push((j as u32 + 1, m.uid, m.flags, sel.recent.contains(&m.uid)));
+            if j < messages.len() && messages[j].uid == uid {
+                let now = messages[j].flags;
+                if now != flags {
+                    changed.push((view.len() as u32 + 1, uid, now));
+                }
+                view.push((uid, now));
+            } else if expunges {
+                expunged.push(i as u32 + 1);
+            } else {
+                pending = true;
+                view.push((uid, flags));
             }
         }
+        let last = sel.view.last().map(|(u, _)| *u).unwrap_or(0);
+        let before = view.len();
+        view.extend(
+            messages
+                .iter()
+                .filter(|m| m.uid > last)
+                .map(|m| (m.uid, m.flags)),
+        );
+        let added = view.len() > before || !claimed.is_empty();
+        sel.view = view;
+        sel.known = snap.messages.clone();
+        sel.pending_expunge = pending;
+        let new_keywords = *sel.keywords != *snap.keywords;
+        sel.keywords = snap.keywords.clone();
         let exists = sel.view.len() as u32;
-        let recent = sel.recent.iter().filter(|u| present.contains(u)).count() as u32;
-        for seq in expunged {
+        let recent = sel
+            .view
+            .iter()
+            .filter(|(u, _)| sel.recent.contains(u))
+            .count() as u32;
+        let changed: Vec<_> = changed
+            .into_iter()
+            .map(|(seq, uid, f)| (seq, uid, f, sel.recent.contains(&uid)))
+            .collect();
+        // RFC 3501 §7.4.1: each EXPUNGE renumbers the later messages, so
+        // the highest sequence number goes first.
+        for seq in expunged.into_iter().rev() {
             if let Some(n) = NonZeroU32::new(seq) {
                 self.data(Data::Expunge(n));
             }
         }
+        if new_keywords {
+            // RFC 3501 §7.2.6: the folder's flags changed.
+            self.data(Data::Flags(folder_flags(&snap.keywords)));
+            self.permanent_flags(&snap.keywords);
+        }
         if added {
+            // RFC 3501 §7.3.1, §7.3.2.
             self.data(Data::Exists(exists));
             self.data(Data::Recent(recent));
         }
         for (seq, uid, flags, rec) in changed {
-            let (Some(seq), Some(uid)) = (NonZeroU32::new(seq), NonZeroU32::new(uid)) else {
-                continue;
-            };
-            let items = vec![
-                MessageDataItem::Uid(uid),
-                MessageDataItem::Flags(flag_fetch(flags, rec)),
-            ];
-            if let Ok(items) = Vec1::try_from(items) {
-                self.data(Data::Fetch { seq, items });
-            }
+            self.flags_update(seq, uid, flags, rec, true);
+        }
+    }
+
+    /// Announces keywords new in the folder (FLAGS, PERMANENTFLAGS: RFC 3501
+    /// §7.2.6) without touching the view, so the FETCH answers that follow
+    /// can name them.
+    fn refresh_keywords(&mut self, user: &str, folder: &str) {
+        let Ok(snap) = self.ctx.store.sync(user, folder) else {
+            return;
+        };
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if *sel.keywords != *snap.keywords {
+            sel.keywords = snap.keywords.clone();
+            self.data(Data::Flags(folder_flags(&snap.keywords)));
+            self.permanent_flags(&snap.keywords);
+        }
+    }
+
+    /// Queues an untagged `FETCH (UID FLAGS)` (RFC 3501 §7.4.2).
+    fn flags_update(&mut self, seq: u32, uid: u32, flags: Flags, recent: bool, with_uid: bool) {
+        let (Some(seq), Some(uid)) = (NonZeroU32::new(seq), NonZeroU32::new(uid)) else {
+            return;
+        };
+        let names = self
+            .selected
+            .as_ref()
+            .map(|s| s.keywords.clone())
+            .unwrap_or_default();
+        let mut items = vec![MessageDataItem::Flags(flag_fetch(flags, recent, &names))];
+        if with_uid {
+            items.insert(0, MessageDataItem::Uid(uid));
+        }
+        if let Ok(items) = Vec1::try_from(items) {
+            self.data(Data::Fetch { seq, items });
         }
     }
 
@@ -177,21 +259,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(sel) = self.selected.take()
                     && !sel.read_only
                 {
-                    // RFC 3501 §6.4.2: silently expunge \Deleted messages.
-                    let uids: Vec<u32> = sel
-                        .view
-                        .iter()
-                        .filter(|(_, f)| f.has(Flags::DELETED))
-                        .map(|(u, _)| *u)
-                        .collect();
-                    let _ = self.ctx.store.expunge(self.user(), &sel.name, &uids);
+                    // RFC 3501 §6.4.2: silently expunge the messages whose
+                    // flags hold \Deleted now, whoever set them.
+                    let _ = self.ctx.store.expunge_deleted(self.user(), &sel.name, None);
                 }
                 self.status(Kind::Ok, Some(tag), None, "CLOSE completed");
             }
             CommandBody::Expunge => self.expunge(tag, None),
             CommandBody::ExpungeUid { sequence_set } => self.expunge(tag, Some(&sequence_set)),
             CommandBody::Search { criteria, uid, .. } => {
-                self.search(tag, criteria.as_ref(), uid);
+                self.search(tag, criteria.as_ref(), uid).await;
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -209,9 +286,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
                 let targets = self.resolve(&sequence_set, uid);
                 self.fetch(&targets, &names).await;
-                if uid {
-                    self.sync_selected(true);
-                }
                 self.status(
                     Kind::Ok,
                     Some(tag),
@@ -231,7 +305,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 uid,
                 ..
             } => {
-                self.store_flags(tag, &sequence_set, kind, response, flags_of(&flags), uid);
+                let flags = (flags_of(&flags), keywords_of(&flags));
+                self.store_flags(tag, &sequence_set, kind, response, flags, uid);
             }
             CommandBody::Copy {
                 sequence_set,
@@ -260,14 +335,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         let largest = sel.view.last().map(|(u, _)| *u).unwrap_or(0);
-        let uids: Vec<u32> = sel
-            .view
-            .iter()
-            .filter(|(u, f)| f.has(Flags::DELETED) && only.is_none_or(|s| in_set(s, *u, largest)))
-            .map(|(u, _)| *u)
-            .collect();
+        let only: Option<Vec<u32>> = only.map(|set| {
+            sel.view
+                .iter()
+                .map(|(u, _)| *u)
+                .filter(|u| in_set(set, *u, largest))
+                .collect()
+        });
         let name = sel.name.clone();
-        if let Err(e) = self.ctx.store.expunge(&user, &name, &uids) {
+        // RFC 3501 §6.4.3: the messages whose flags hold \Deleted now.
+        if let Err(e) = self
+            .ctx
+            .store
+            .expunge_deleted(&user, &name, only.as_deref())
+        {
             self.status(Kind::No, Some(tag), None, &format!("EXPUNGE failed: {e}"));
             return;
         }
@@ -281,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         set: &SequenceSet,
         kind: StoreType,
         response: StoreResponse,
-        flags: Flags,
+        (flags, keywords): (Flags, Vec<String>),
         uid: bool,
     ) {
         let targets = self.resolve(set, uid);
@@ -291,18 +372,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.status(Kind::No, Some(tag), None, "Folder is read-only (EXAMINE)");
             return;
         }
-        let mut changes = Vec::new();
-        for &i in &targets {
-            let (u, old) = sel.view[i];
-            let new = match kind {
-                StoreType::Replace => Flags((old.0 & Flags::PASSED) | flags.0),
-                StoreType::Add => Flags(old.0 | flags.0),
-                StoreType::Remove => Flags(old.0 & !flags.0),
-            };
-            changes.push((u, new));
-        }
+        let op = match kind {
+            StoreType::Replace => FlagOp::Replace,
+            StoreType::Add => FlagOp::Add,
+            StoreType::Remove => FlagOp::Remove,
+        };
+        let uids: Vec<u32> = targets.iter().map(|&i| sel.view[i].0).collect();
         let name = sel.name.clone();
-        let done = match self.ctx.store.set_flags(&user, &name, &changes) {
+        // Keywords by letter; a new name is added unless it is removed.
+        let create = op != FlagOp::Remove;
+        let flags = match self.ctx.store.keyword_bits(&user, &name, &keywords, create) {
+            Ok(bits) => Flags(flags.0 | bits),
+            Err(e) => {
+                self.status(Kind::No, Some(tag), None, &format!("STORE failed: {e}"));
+                return;
+            }
+        };
+        if !keywords.is_empty() {
+            self.refresh_keywords(&user, &name);
+        }
+        // RFC 3501 §6.4.6: applied to the flags the message has now.
+        let done = match self.ctx.store.store_flags(&user, &name, &uids, op, flags) {
             Ok(d) => d,
             Err(e) => {
                 self.status(Kind::No, Some(tag), None, &format!("STORE failed: {e}"));
@@ -313,28 +403,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         };
         let mut replies = Vec::new();
-        for (&i, &(u, new)) in targets.iter().zip(&changes) {
-            if done.contains(&u) {
-                sel.view[i].1 = new;
+        let mut k = 0;
+        for &i in &targets {
+            let u = sel.view[i].0;
+            while k < done.len() && done[k].0 < u {
+                k += 1;
             }
+            let Some(&(_, after)) = done.get(k).filter(|d| d.0 == u) else {
+                continue; // expunged elsewhere
+            };
+            sel.view[i].1 = after;
             if response == StoreResponse::Answer {
-                replies.push((i as u32 + 1, u, sel.view[i].1, sel.recent.contains(&u)));
+                replies.push((i as u32 + 1, u, after, sel.recent.contains(&u)));
             }
         }
         for (seq, u, f, rec) in replies {
-            let (Some(seq), Some(u)) = (NonZeroU32::new(seq), NonZeroU32::new(u)) else {
-                continue;
-            };
-            let mut items = vec![MessageDataItem::Flags(flag_fetch(f, rec))];
-            if uid {
-                items.insert(0, MessageDataItem::Uid(u));
-            }
-            if let Ok(items) = Vec1::try_from(items) {
-                self.data(Data::Fetch { seq, items });
-            }
-        }
-        if uid {
-            self.sync_selected(true);
+            self.flags_update(seq, u, f, rec, uid);
         }
         self.status(Kind::Ok, Some(tag), None, "STORE completed");
     }
@@ -390,16 +474,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if is_move {
             // RFC 6851 §4.3: COPYUID in an untagged OK, then the EXPUNGEs.
             self.status(Kind::Ok, None, code, "Moved");
-            if let Err(e) = self.ctx.store.expunge(&user, &source, &uids) {
+            let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+            if let Err(e) = self.ctx.store.expunge(&user, &source, &moved) {
                 self.status(Kind::No, Some(tag), None, &format!("MOVE failed: {e}"));
                 return;
             }
             self.sync_selected(true);
             self.status(Kind::Ok, Some(tag), None, "MOVE completed");
         } else {
-            if uid || dest == source {
-                self.sync_selected(true);
-            }
             self.status(Kind::Ok, Some(tag), code, "COPY completed");
         }
     }

@@ -8,10 +8,20 @@
 //! does not know yet the next UID, in arrival order; it rescans only when
 //! the modification time of `new/` or `cur/` changed (or changed so
 //! recently that a second change in the same clock tick could hide).
+//!
+//! UIDVALIDITY is never reused by a folder of the mailbox: a new one is
+//! `max(now in seconds, last + 1)` with the last kept in the mailbox's
+//! `maillab-uidvalidity` file under an exclusive file lock (as Dovecot's
+//! `dovecot-uidvalidity`), so DELETE + CREATE within one second still gets
+//! a new value (RFC 3501 §2.3.1.1). New files get UIDs in arrival order:
+//! delivery second, then microseconds, then the per-process counter of the
+//! name `<secs>.M<usec>P<pid>Q<n>.<host>`. Flag changes are set operations
+//! on the flags the folder holds now ([`FlagOp`]), never a write-back of a
+//! client's copy (RFC 3501 §6.4.6). See docs/imap-pop3.md.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,27 +31,60 @@ use super::{StoreError, io, sync_dir};
 /// The file holding the UID map of a folder.
 pub const UIDLIST: &str = "maillab-uidlist";
 const UIDLIST_MAGIC: &str = "maillab-uidlist 1";
+/// The file in a mailbox's root holding the last UIDVALIDITY given out.
+pub const UIDVALIDITY_FILE: &str = "maillab-uidvalidity";
 
-/// The IMAP system flags a Maildir file name can carry (RFC 3501 §2.3.2).
+/// How a flag change combines with the flags a message has now
+/// (RFC 3501 §6.4.6: FLAGS, +FLAGS, -FLAGS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    /// Replace (`FLAGS`); Maildir `P` is kept.
+    Replace,
+    /// Add (`+FLAGS`).
+    Add,
+    /// Remove (`-FLAGS`).
+    Remove,
+}
+
+impl FlagOp {
+    /// The flags after applying `op` with `flags` to `old`.
+    pub fn apply(self, old: Flags, flags: Flags) -> Flags {
+        match self {
+            Self::Replace => Flags((old.0 & Flags::PASSED) | flags.0),
+            Self::Add => Flags(old.0 | flags.0),
+            Self::Remove => Flags(old.0 & !flags.0),
+        }
+    }
+}
+
+/// The flags a Maildir file name can carry: the IMAP system flags
+/// (RFC 3501 §2.3.2) in the low bits, keywords `a`..`z` (Dovecot's
+/// letters, named in the folder's keywords file) from [`Flags::KEYWORD0`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct Flags(pub u8);
+pub struct Flags(pub u32);
 
 impl Flags {
     /// `\Seen` (Maildir `S`).
-    pub const SEEN: u8 = 1;
+    pub const SEEN: u32 = 1;
     /// `\Answered` (Maildir `R`, replied).
-    pub const ANSWERED: u8 = 2;
+    pub const ANSWERED: u32 = 2;
     /// `\Flagged` (Maildir `F`).
-    pub const FLAGGED: u8 = 4;
+    pub const FLAGGED: u32 = 4;
     /// `\Deleted` (Maildir `T`, trashed).
-    pub const DELETED: u8 = 8;
+    pub const DELETED: u32 = 8;
     /// `\Draft` (Maildir `D`).
-    pub const DRAFT: u8 = 16;
+    pub const DRAFT: u32 = 16;
     /// Maildir `P` (passed/forwarded): kept, not shown over IMAP.
-    pub const PASSED: u8 = 32;
+    pub const PASSED: u32 = 32;
+    /// The bit of keyword letter `a`; letter `a + i` is `KEYWORD0 << i`.
+    pub const KEYWORD0: u32 = 64;
+    /// How many keyword letters a file name can carry (`a`..`z`).
+    pub const KEYWORDS: u32 = 26;
+    /// Every keyword bit.
+    pub const KEYWORD_MASK: u32 = !63;
 
     /// Maildir letters in ASCII order, as the spec requires.
-    const LETTERS: [(char, u8); 6] = [
+    const LETTERS: [(char, u32); 6] = [
         ('D', Self::DRAFT),
         ('F', Self::FLAGGED),
         ('P', Self::PASSED),
@@ -51,7 +94,7 @@ impl Flags {
     ];
 
     /// True if every bit of `bit` is set.
-    pub fn has(self, bit: u8) -> bool {
+    pub fn has(self, bit: u32) -> bool {
         self.0 & bit == bit
     }
 
@@ -64,6 +107,8 @@ impl Flags {
         for c in info.chars() {
             if let Some((_, bit)) = Self::LETTERS.iter().find(|(l, _)| *l == c) {
                 f |= bit;
+            } else if c.is_ascii_lowercase() {
+                f |= Self::KEYWORD0 << (c as u32 - 'a' as u32);
             }
         }
         Self(f)
@@ -75,6 +120,12 @@ impl Flags {
         for (l, bit) in Self::LETTERS {
             if self.has(bit) {
                 s.push(l);
+            }
+        }
+        // Maildir: letters in ASCII order, keywords (lower case) after.
+        for i in 0..Self::KEYWORDS {
+            if self.has(Self::KEYWORD0 << i) {
+                s.push((b'a' + i as u8) as char);
             }
         }
         s
@@ -107,8 +158,11 @@ pub struct Snapshot {
     pub uid_next: u32,
     /// The messages, in UID order.
     pub messages: Arc<Vec<MessageMeta>>,
-    /// UIDs found in `new/` by this sync (candidates for `\Recent`).
-    pub arrived: Vec<u32>,
+    /// Messages from this UID on are `\Recent` and not yet claimed by a
+    /// session (RFC 3501 §2.3.2).
+    pub recent_from: u32,
+    /// The folder's keyword names by letter index.
+    pub keywords: Arc<Vec<String>>,
 }
 
 /// The in-memory index of one folder.
@@ -119,8 +173,69 @@ pub(crate) struct FolderIndex {
     uid_validity: u32,
     uid_next: u32,
     messages: Arc<Vec<MessageMeta>>,
+    recent_from: u32,
+    keywords: Arc<Vec<String>>,
     new_mtime: Option<SystemTime>,
     cur_mtime: Option<SystemTime>,
+}
+
+/// The sort key of a new file: delivery second, then the microseconds and
+/// the counter of a `<secs>.M<usec>P<pid>Q<n>.<host>` name (numbers, so
+/// `M47348` comes before `M439281`), then the name.
+fn arrival_key(date: i64, base: &str) -> (i64, u64, u64, String) {
+    let unique = base.split('.').nth(1).unwrap_or("");
+    let number_after = |c: char| -> u64 {
+        unique
+            .find(c)
+            .map(|i| {
+                let digits: String = unique[i + 1..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    (date, number_after('M'), number_after('Q'), base.to_string())
+}
+
+/// The root Maildir of the mailbox a folder belongs to.
+fn account_root(dir: &Path) -> &Path {
+    let is_sub = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+    match dir.parent() {
+        Some(p) if is_sub => p,
+        _ => dir,
+    }
+}
+
+/// A UIDVALIDITY never given out before in the mailbox of `dir`:
+/// `max(now, last + 1)`, the last kept in [`UIDVALIDITY_FILE`] under an
+/// exclusive lock (RFC 3501 §2.3.1.1).
+fn new_validity(dir: &Path) -> Result<u32, StoreError> {
+    let root = account_root(dir);
+    fs::create_dir_all(root).map_err(io("create", root))?;
+    let path = root.join(UIDVALIDITY_FILE);
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    f.lock().map_err(io("lock", &path))?;
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(io("read", &path))?;
+    let last: u32 = text.trim().parse().unwrap_or(0);
+    let now = u32::try_from(epoch_secs(SystemTime::now())).unwrap_or(u32::MAX);
+    let validity = now.max(last.saturating_add(1)).max(1);
+    f.set_len(0).map_err(io("truncate", &path))?;
+    f.rewind().map_err(io("seek", &path))?;
+    f.write_all(format!("{validity}\n").as_bytes())
+        .map_err(io("write", &path))?;
+    f.sync_all().map_err(io("fsync", &path))?;
+    Ok(validity)
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -148,30 +263,62 @@ impl FolderIndex {
             uid_validity: 0,
             uid_next: 1,
             messages: Arc::new(Vec::new()),
+            recent_from: 1,
+            keywords: Arc::new(Vec::new()),
             new_mtime: None,
             cur_mtime: None,
         }
     }
 
-    fn snapshot(&self, arrived: Vec<u32>) -> Snapshot {
+    fn snapshot(&self) -> Snapshot {
         Snapshot {
             uid_validity: self.uid_validity,
             uid_next: self.uid_next,
             messages: self.messages.clone(),
-            arrived,
+            recent_from: self.recent_from,
+            keywords: self.keywords.clone(),
         }
+    }
+
+    /// The bits of keywords by name, new names added with `create`.
+    pub(crate) fn keyword_bits(
+        &mut self,
+        wanted: &[String],
+        create: bool,
+    ) -> Result<u32, StoreError> {
+        let dir = self.dir.clone();
+        super::keywords::bits(&dir, Arc::make_mut(&mut self.keywords), wanted, create)
+    }
+
+    /// Claims the `\Recent` messages for one session: from now on no other
+    /// session sees them as recent (RFC 3501 §2.3.2, §6.3.1).
+    pub(crate) fn claim_recent(&mut self) -> Result<Vec<u32>, StoreError> {
+        let from = self.recent_from;
+        if from >= self.uid_next {
+            return Ok(Vec::new());
+        }
+        self.recent_from = self.uid_next;
+        self.write_uidlist()?;
+        Ok(self
+            .messages
+            .iter()
+            .rev()
+            .take_while(|m| m.uid >= from)
+            .map(|m| m.uid)
+            .collect())
     }
 
     fn load(&mut self) -> Result<(), StoreError> {
         let path = self.dir.join(UIDLIST);
         self.loaded = true;
+        self.keywords = Arc::new(super::keywords::load(&self.dir));
         let text = match fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A new UIDVALIDITY: the current time, as Dovecot does; it
-                // only has to differ from any earlier value of this folder.
-                self.uid_validity = (epoch_secs(SystemTime::now()) as u32).max(1);
+                // A new UIDVALIDITY, never given out before in this mailbox.
+                self.uid_validity = new_validity(&self.dir)?;
                 self.uid_next = 1;
+                self.recent_from = 1;
                 self.messages = Arc::new(Vec::new());
                 return self.write_uidlist();
             }
@@ -185,15 +332,18 @@ impl FolderIndex {
             .split_whitespace();
         let validity = fields.next().and_then(|v| v.parse::<u32>().ok());
         let next = fields.next().and_then(|v| v.parse::<u32>().ok());
+        let recent_from = fields.next().and_then(|v| v.parse::<u32>().ok());
         let (Some(validity), Some(next)) = (validity, next) else {
             // Unreadable: start a new UIDVALIDITY so clients resync (RFC 3501 §2.3.1.1).
             tracing::warn!(path = %path.display(), "damaged uidlist, new UIDVALIDITY");
-            self.uid_validity = (epoch_secs(SystemTime::now()) as u32).max(1);
+            self.uid_validity = new_validity(&self.dir)?;
             self.uid_next = 1;
+            self.recent_from = 1;
             return Ok(());
         };
         self.uid_validity = validity.max(1);
         self.uid_next = next.max(1);
+        self.recent_from = recent_from.unwrap_or(self.uid_next);
         let mut messages = Vec::new();
         for line in lines {
             let mut f = line.splitn(4, ' ');
@@ -222,7 +372,10 @@ impl FolderIndex {
     /// Writes the UID map atomically (tmp file, fsync, rename).
     fn write_uidlist(&self) -> Result<(), StoreError> {
         fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
-        let mut text = format!("{UIDLIST_MAGIC} {} {}\n", self.uid_validity, self.uid_next);
+        let mut text = format!(
+            "{UIDLIST_MAGIC} {} {} {}\n",
+            self.uid_validity, self.uid_next, self.recent_from
+        );
         for m in self.messages.iter() {
             text.push_str(&format!(
                 "{} {} {} {}\n",
@@ -278,11 +431,10 @@ impl FolderIndex {
             && !Self::stale(self.new_mtime, mtime(&new_dir))
             && !Self::stale(self.cur_mtime, mtime(&cur_dir))
         {
-            return Ok(self.snapshot(Vec::new()));
+            return Ok(self.snapshot());
         }
         super::Store::ensure_maildir(&self.dir)?;
         // Maildir: a reader moves new/ into cur/ and appends the info.
-        let mut arrived_bases = std::collections::HashSet::new();
         for entry in fs::read_dir(&new_dir).map_err(io("read", &new_dir))? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -292,9 +444,7 @@ impl FolderIndex {
             let base = name.split(':').next().unwrap_or(&name).to_string();
             let target = cur_dir.join(format!("{base}:2,"));
             match fs::rename(entry.path(), &target) {
-                Ok(()) => {
-                    arrived_bases.insert(base);
-                }
+                Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("rename", &target)(e)),
             }
@@ -347,15 +497,12 @@ impl FolderIndex {
                 (date, base, file, size)
             })
             .collect();
-        fresh.sort();
-        let mut arrived = Vec::new();
+        // RFC 3501 §2.3.1.1: UIDs in arrival order.
+        fresh.sort_by_cached_key(|(date, base, _, _)| arrival_key(*date, base));
         for (date, base, file, size) in fresh {
             changed = true;
             let uid = self.uid_next;
             self.uid_next += 1;
-            if arrived_bases.contains(&base) {
-                arrived.push(uid);
-            }
             messages.push(MessageMeta {
                 uid,
                 flags: Flags::from_file_name(&file),
@@ -376,7 +523,36 @@ impl FolderIndex {
         if changed {
             self.write_uidlist()?;
         }
-        Ok(self.snapshot(arrived))
+        Ok(self.snapshot())
+    }
+
+    /// Applies `op` with `flags` to the flags message `uid` has now and
+    /// renames its file; returns the resulting flags, `None` if it is gone.
+    pub(crate) fn update_flags(
+        &mut self,
+        uid: u32,
+        op: FlagOp,
+        flags: Flags,
+    ) -> Result<Option<Flags>, StoreError> {
+        let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) else {
+            return Ok(None);
+        };
+        let new = op.apply(self.messages[i].flags, flags);
+        if new == self.messages[i].flags {
+            return Ok(Some(new));
+        }
+        Ok(self.set_flags(uid, new)?.then_some(new))
+    }
+
+    /// The UIDs whose current flags hold `\Deleted`, limited to `only`
+    /// when given (RFC 3501 §6.4.3, RFC 4315 §2.1).
+    pub(crate) fn deleted(&self, only: Option<&[u32]>) -> Vec<u32> {
+        self.messages
+            .iter()
+            .filter(|m| m.flags.has(Flags::DELETED))
+            .filter(|m| only.is_none_or(|o| o.binary_search(&m.uid).is_ok()))
+            .map(|m| m.uid)
+            .collect()
     }
 
     /// Renames the file of `uid` to carry `flags`; returns false if the message is gone.
@@ -404,9 +580,11 @@ impl FolderIndex {
     pub(crate) fn expunge(&mut self, uids: &[u32]) -> Result<Vec<u32>, StoreError> {
         let cur = self.dir.join("cur");
         let mut removed = Vec::new();
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
         let messages = Arc::make_mut(&mut self.messages);
         messages.retain(|m| {
-            if !uids.contains(&m.uid) {
+            if uids.binary_search(&m.uid).is_err() {
                 return true;
             }
             match fs::remove_file(cur.join(&m.file)) {
@@ -486,7 +664,8 @@ mod tests {
         let mut idx = FolderIndex::new(dir.clone());
         let s = idx.sync(false).unwrap();
         assert_eq!(s.messages.len(), 2);
-        assert_eq!(s.arrived.len(), 2);
+        assert_eq!(s.recent_from, 1);
+        assert_eq!(idx.claim_recent().unwrap().len(), 2);
         let validity = s.uid_validity;
         assert!(idx.set_flags(1, Flags(Flags::SEEN)).unwrap());
         let mut again = FolderIndex::new(dir.clone());
@@ -494,7 +673,7 @@ mod tests {
         assert_eq!(s2.uid_validity, validity);
         assert_eq!(s2.messages[0].uid, 1);
         assert!(s2.messages[0].flags.has(Flags::SEEN));
-        assert!(s2.arrived.is_empty());
+        assert_eq!(s2.recent_from, 3);
         fs::write(dir.join("new/3.c"), b"x").unwrap();
         let s3 = again.sync(true).unwrap();
         assert_eq!(s3.messages.last().unwrap().uid, 3);
@@ -506,5 +685,61 @@ mod tests {
         );
         assert_eq!(s4.uid_next, 4);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn arrival_order_is_numeric() {
+        let mut names = [
+            "5.M439281P1Q2.h,S=1",
+            "5.M47348P1Q1.h,S=1",
+            "4.M9P1Q3.h,S=1",
+        ];
+        names.sort_by_cached_key(|n| arrival_key(n[..1].parse().unwrap(), n));
+        assert_eq!(
+            names,
+            [
+                "4.M9P1Q3.h,S=1",
+                "5.M47348P1Q1.h,S=1",
+                "5.M439281P1Q2.h,S=1"
+            ]
+        );
+        let (a, b) = (arrival_key(5, "5.M1P1Q9.h"), arrival_key(5, "5.M1P1Q10.h"));
+        assert!(a < b);
+    }
+
+    #[test]
+    fn uidvalidity_is_never_reused() {
+        let root = std::env::temp_dir().join(format!("validity-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let dir = root.join(".x");
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5 {
+            super::super::Store::ensure_maildir(&dir).unwrap();
+            let v = FolderIndex::new(dir.clone())
+                .sync(false)
+                .unwrap()
+                .uid_validity;
+            assert!(seen.insert(v), "UIDVALIDITY {v} given twice");
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn flag_ops_are_set_operations() {
+        let old = Flags(Flags::SEEN | Flags::ANSWERED | Flags::PASSED);
+        let d = Flags(Flags::DELETED);
+        assert_eq!(FlagOp::Add.apply(old, d).0, old.0 | Flags::DELETED);
+        assert_eq!(
+            FlagOp::Remove.apply(old, Flags(Flags::SEEN)).0,
+            Flags::ANSWERED | Flags::PASSED
+        );
+        assert_eq!(
+            FlagOp::Replace.apply(old, d).0,
+            Flags::DELETED | Flags::PASSED
+        );
+        let k = Flags(Flags::SEEN | Flags::KEYWORD0 | (Flags::KEYWORD0 << 25));
+        assert_eq!(k.suffix(), ":2,Saz");
+        assert_eq!(Flags::from_file_name("1.x:2,Saz"), k);
     }
 }

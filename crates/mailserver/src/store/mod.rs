@@ -17,11 +17,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 mod folder;
+mod keywords;
 mod ops;
 pub mod quota;
 
 use folder::FolderIndex;
-pub use folder::{Flags, MessageMeta, Snapshot, UIDLIST};
+pub use folder::{FlagOp, Flags, MessageMeta, Snapshot, UIDLIST, UIDVALIDITY_FILE};
+pub use keywords::{KEYWORDS_FILE, names_of};
 pub use ops::MaildropLock;
 
 /// The folder every mailbox has.
@@ -167,14 +169,15 @@ impl Store {
         Ok(new)
     }
 
-    /// A unique Maildir file name: `<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`.
+    /// A unique Maildir file name: `<secs>.M<usec>P<pid>Q<n>.<host>,S=<size>`,
+    /// the microseconds zero-padded to six digits so names sort in time order.
     pub(crate) fn unique_name(&self, size: usize) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!(
-            "{}.M{}P{}Q{}.{},S={}",
+            "{}.M{:06}P{}Q{}.{},S={}",
             now.as_secs(),
             now.subsec_micros(),
             std::process::id(),

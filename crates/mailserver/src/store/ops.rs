@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::broadcast;
 
-use super::folder::{Flags, FolderIndex, Snapshot};
+use super::folder::{FlagOp, Flags, FolderIndex, Snapshot};
 use super::{INBOX, Store, StoreError, io, sync_dir};
 
 /// The file listing a mailbox's subscribed folders (RFC 3501 §6.3.6).
@@ -72,29 +72,109 @@ impl Store {
         index.sync(false)
     }
 
-    /// Sets the flags of messages (`(uid, new flags)`); returns the UIDs changed.
-    pub fn set_flags(
+    /// Syncs a folder and, with `claim`, claims its unclaimed `\Recent`
+    /// messages for the calling session (RFC 3501 §2.3.2: a message is
+    /// recent in one session only). Returns the state and the claimed UIDs.
+    pub fn sync_claim(
         &self,
         address: &str,
         folder: &str,
-        changes: &[(u32, Flags)],
-    ) -> Result<Vec<u32>, StoreError> {
+        claim: bool,
+    ) -> Result<(Snapshot, Vec<u32>), StoreError> {
         let dir = self.existing(address, folder)?;
         let index = self.index(&dir);
-        let mut done = Vec::new();
+        let mut index = index.lock().expect("folder lock");
+        let snap = index.sync(false)?;
+        let claimed = if claim && snap.recent_from < snap.uid_next {
+            index.claim_recent()?
+        } else {
+            Vec::new()
+        };
+        Ok((snap, claimed))
+    }
+
+    /// Changes the flags of messages as a set operation on the flags they
+    /// hold now (RFC 3501 §6.4.6), all under the folder's lock, so no
+    /// session's change is lost to another's. Returns `(uid, flags after)`
+    /// for every message still there.
+    pub fn store_flags(
+        &self,
+        address: &str,
+        folder: &str,
+        uids: &[u32],
+        op: FlagOp,
+        flags: Flags,
+    ) -> Result<Vec<(u32, Flags)>, StoreError> {
+        let dir = self.existing(address, folder)?;
+        let index = self.index(&dir);
+        let mut done = Vec::with_capacity(uids.len());
+        let mut changed = false;
         {
             let mut index = index.lock().expect("folder lock");
-            index.ensure_loaded()?;
-            for &(uid, flags) in changes {
-                if index.set_flags(uid, flags)? {
-                    done.push(uid);
+            let snap = index.sync(false)?;
+            for &uid in uids {
+                let before = snap
+                    .messages
+                    .binary_search_by_key(&uid, |m| m.uid)
+                    .ok()
+                    .map(|i| snap.messages[i].flags);
+                if let Some(after) = index.update_flags(uid, op, flags)? {
+                    changed |= before != Some(after);
+                    done.push((uid, after));
                 }
             }
         }
-        if !done.is_empty() {
+        if changed {
             self.notify(&dir);
         }
         Ok(done)
+    }
+
+    /// The flag bits of keywords of a folder (RFC 3501 §2.3.2); with
+    /// `create`, unknown names are added to its keywords file.
+    pub fn keyword_bits(
+        &self,
+        address: &str,
+        folder: &str,
+        wanted: &[String],
+        create: bool,
+    ) -> Result<u32, StoreError> {
+        if wanted.is_empty() {
+            return Ok(0);
+        }
+        let dir = self.existing(address, folder)?;
+        let index = self.index(&dir);
+        let mut index = index.lock().expect("folder lock");
+        index.sync(false)?;
+        index.keyword_bits(wanted, create)
+    }
+
+    /// Removes exactly the messages whose current flags hold `\Deleted`
+    /// (RFC 3501 §6.4.3, §6.4.2), limited to the UIDs in `only` when given
+    /// (UID EXPUNGE, RFC 4315 §2.1); returns the UIDs removed.
+    pub fn expunge_deleted(
+        &self,
+        address: &str,
+        folder: &str,
+        only: Option<&[u32]>,
+    ) -> Result<Vec<u32>, StoreError> {
+        let dir = self.existing(address, folder)?;
+        let index = self.index(&dir);
+        let removed = {
+            let mut index = index.lock().expect("folder lock");
+            index.sync(false)?;
+            let mut only = only.map(<[u32]>::to_vec);
+            if let Some(o) = only.as_mut() {
+                o.sort_unstable();
+            }
+            let doomed = index.deleted(only.as_deref());
+            if doomed.is_empty() {
+                return Ok(doomed);
+            }
+            index.expunge(&doomed)?
+        };
+        self.notify(&dir);
+        Ok(removed)
     }
 
     /// Removes messages; returns the UIDs removed.
@@ -128,7 +208,9 @@ impl Store {
         let index = self.index(&dir);
         let mut index = index.lock().expect("folder lock");
         index.ensure_loaded()?;
-        for attempt in 0..2 {
+        // The lock is held, so an in-process rename cannot race this; the
+        // retries are for renames by other processes.
+        for attempt in 0..4 {
             if attempt > 0 {
                 index.sync(true)?;
             }
@@ -137,7 +219,7 @@ impl Store {
             };
             match fs::read(&path) {
                 Ok(bytes) => return Ok(Some(bytes)),
-                // Renamed by a flag change elsewhere: rescan once.
+                // Renamed by a flag change elsewhere: rescan.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io("read", &path)(e)),
             }
@@ -236,33 +318,62 @@ impl Store {
     ) -> Result<(u32, Vec<(u32, u32)>), StoreError> {
         let src = self.existing(address, from)?;
         let dst = self.existing(address, to)?;
-        let sources: Vec<(u32, PathBuf, u64, Flags)> = {
-            let index = self.index(&src);
-            let mut index = index.lock().expect("folder lock");
-            let snap = index.sync(false)?;
-            snap.messages
-                .iter()
-                .filter(|m| uids.contains(&m.uid))
-                .map(|m| (m.uid, index.path_of(m), m.size, m.flags))
-                .collect()
-        };
         let mut pairs = Vec::new();
-        let validity = {
+        let mut validity = 0;
+        let mut pending = uids.to_vec();
+        // The folder locks are taken one at a time (never both: two COPYs
+        // in opposite directions cannot deadlock). A source file renamed
+        // by a flag change in between is looked up again.
+        for _ in 0..8 {
+            if pending.is_empty() {
+                break;
+            }
+            let (sources, names): (Vec<(u32, PathBuf, u64, Flags)>, _) = {
+                let index = self.index(&src);
+                let mut index = index.lock().expect("folder lock");
+                let snap = index.sync(false)?;
+                let sources = snap
+                    .messages
+                    .iter()
+                    .filter(|m| pending.contains(&m.uid))
+                    .map(|m| (m.uid, index.path_of(m), m.size, m.flags))
+                    .collect();
+                (sources, snap.keywords)
+            };
+            let mut missed = Vec::new();
             let index = self.index(&dst);
             let mut index = index.lock().expect("folder lock");
-            let validity = index.sync(false)?.uid_validity;
+            validity = index.sync(false)?.uid_validity;
+            // Keywords by name: the letters of the destination may differ.
+            let mut translated = Vec::with_capacity(sources.len());
+            for (uid, path, size, flags) in sources {
+                let wanted: Vec<String> = super::keywords::names_of(&names, flags)
+                    .map(str::to_string)
+                    .collect();
+                let bits = index.keyword_bits(&wanted, true)?;
+                let flags = Flags((flags.0 & !Flags::KEYWORD_MASK) | bits);
+                translated.push((uid, path, size, flags));
+            }
+            let sources = translated;
             let placed: Result<(), StoreError> =
                 sources.iter().try_for_each(|(uid, path, size, flags)| {
-                    let new_uid =
-                        self.place(&mut index, &dst, Source::File(path, *size), *flags, None)?;
-                    pairs.push((*uid, new_uid));
+                    match self.place(&mut index, &dst, Source::File(path, *size), *flags, None) {
+                        Ok(new_uid) => pairs.push((*uid, new_uid)),
+                        Err(StoreError::Io { source, .. })
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            missed.push(*uid)
+                        }
+                        Err(e) => return Err(e),
+                    }
                     Ok(())
                 });
             // Number what was placed even when a later copy failed.
             index.save()?;
             placed?;
-            validity
-        };
+            pending = missed;
+        }
+        pairs.sort_unstable();
         self.notify(&dst);
         Ok((validity, pairs))
     }

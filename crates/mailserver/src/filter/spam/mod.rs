@@ -6,7 +6,10 @@
 //! RFC 3463 §3.8: X.7.1 "delivery not authorized, message refused"); at or
 //! above the tag threshold it gets `X-Spam-Flag: YES`, `X-Spam-Score` and
 //! `X-Spam-Status: Yes, score=.. required=.. tests=..` and goes to `Junk`;
-//! below, `X-Spam-Status: No, score=..`.
+//! below, `X-Spam-Status: No, score=..`. Only the receiving server writes
+//! `X-Spam-*`: on an authenticated submission the verdict is kept as
+//! `X-Outbound-Spam-*`, so a delivered message carries one `X-Spam-Status`,
+//! the receiver's (issue 19; docs/imap-pop3.md).
 //!
 //! Non-features: DNS blocklists (the lab is offline), auto-learning.
 
@@ -183,7 +186,23 @@ impl Filter for SpamFilter {
             filter: NAME,
             message: e.to_string(),
         })?;
-        Ok(self.verdict(&score))
+        let mut verdict = self.verdict(&score);
+        if input.authenticated
+            && let Verdict::Accept { headers, .. } = &mut verdict
+        {
+            outbound_names(headers);
+        }
+        Ok(verdict)
+    }
+}
+
+/// Renames `X-Spam-*` fields to `X-Outbound-Spam-*`: the verdict of a
+/// submission server, kept apart from the receiving server's `X-Spam-*`.
+pub fn outbound_names(headers: &mut [(String, String)]) {
+    for (name, _) in headers.iter_mut() {
+        if let Some(rest) = name.strip_prefix("X-Spam-") {
+            *name = format!("X-Outbound-Spam-{rest}");
+        }
     }
 }
 

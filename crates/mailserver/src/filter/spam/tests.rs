@@ -385,3 +385,18 @@ fn holdout_spam_is_caught() {
         "caught {caught}/30; missed: {missed:#?}"
     );
 }
+
+#[test]
+fn submission_verdict_has_names_of_its_own() {
+    let mut h = vec![
+        ("X-Spam-Flag".to_string(), "YES".to_string()),
+        ("X-Spam-Status".to_string(), "Yes, score=9.0".to_string()),
+        ("Other".to_string(), "x".to_string()),
+    ];
+    super::outbound_names(&mut h);
+    let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["X-Outbound-Spam-Flag", "X-Outbound-Spam-Status", "Other"]
+    );
+}
