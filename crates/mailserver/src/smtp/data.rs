@@ -34,6 +34,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.reply(&reply::LINE_TOO_LONG);
                 return Next::Close;
             }
+            Err(ReadError::Busy) => {
+                // Too many bytes held by all sessions: a temporary refusal.
+                self.data.tx = None;
+                self.transcript
+                    .info("no buffer space for the message, refused");
+                return self.fail(&reply::NO_BUFFER_SPACE);
+            }
+            Err(ReadError::Evicted) => {
+                self.reply(&reply::IDLE_EVICTED);
+                return Next::Close;
+            }
             Err(ReadError::Eof | ReadError::Io) => return Next::Close,
         };
         self.data.tx = None;
