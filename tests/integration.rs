@@ -5,6 +5,7 @@ mod common;
 mod dns;
 mod docker;
 mod filters;
+mod hostile;
 mod imap_pop3;
 mod local_runtime;
 mod render;
