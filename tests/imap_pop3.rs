@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailserver::admission::Life;
 use serde_json::Value;
 
 use crate::common::{LocalLab, have_tool, python, run, stderr, stdout};
@@ -473,11 +474,13 @@ fn curl_reads_over_imaps_and_pop3s() {
 
 /// A context for in-memory sessions, from the rendered server config.
 fn context(lab: &LocalLab) -> Arc<mailserver::server::Context> {
-    let config = mailserver::config::Config::load(
+    let mut config = mailserver::config::Config::load(
         &lab.path()
             .join(format!("servers/mail.{}/config.yaml", lab.domain(0))),
     )
     .unwrap();
+    // Session tests run with zero error delays.
+    config.limits.error_delay_ms = 0;
     Arc::new(mailserver::server::Context::new(config).unwrap())
 }
 
@@ -570,7 +573,10 @@ fn arbitrary_bytes_into_imap_and_pop3_sessions() {
             let input = arbitrary(&mut rng);
             let c = ctx.clone();
             let out = feed(
-                move |s| mailserver::imap::serve(c, s, peer, false, true),
+                move |s| {
+                    let t = c.transcripts.session("imap", peer);
+                    mailserver::imap::serve(c, s, peer, None, t, Life::detached())
+                },
                 input.clone(),
             )
             .await;
@@ -581,7 +587,10 @@ fn arbitrary_bytes_into_imap_and_pop3_sessions() {
             );
             let c = ctx.clone();
             let out = feed(
-                move |s| mailserver::pop3::serve(c, s, peer, false, true),
+                move |s| {
+                    let t = c.transcripts.session("pop3", peer);
+                    mailserver::pop3::serve(c, s, peer, None, t, Life::detached())
+                },
                 input,
             )
             .await;
@@ -594,9 +603,8 @@ fn arbitrary_bytes_into_imap_and_pop3_sessions() {
     });
 }
 
-/// A literal announced as 1 GB is refused before any of it is read, a
-/// 1 MB line without an end is cut off, and an address over its
-/// connection limit gets BYE / -ERR.
+/// A literal announced as 1 GB is refused before any of it is read, and a
+/// 1 MB line without an end is cut off (connection caps: tests/hostile).
 #[test]
 fn huge_literal_long_line_and_connection_limit() {
     let lab = LocalLab::render(7);
@@ -606,20 +614,30 @@ fn huge_literal_long_line_and_connection_limit() {
     rt.block_on(async {
         let c = ctx.clone();
         let out = feed(
-            move |s| mailserver::imap::serve(c, s, peer, false, true),
+            move |s| {
+                let t = c.transcripts.session("imap", peer);
+                mailserver::imap::serve(c, s, peer, None, t, Life::detached())
+            },
             b"a1 APPEND INBOX {1000000000}\r\na2 NOOP\r\n".to_vec(),
         )
         .await;
         let text = String::from_utf8_lossy(&out);
-        assert!(text.contains("a1 NO [TOOBIG]"), "{text}");
-        assert!(text.contains("a2 OK"), "{text}");
+        // Before login: refused at once and closed, as Dovecot.
+        assert!(
+            text.contains("* BYE [TOOBIG] Literal size too large"),
+            "{text}"
+        );
+        assert!(!text.contains("a2 OK"), "{text}");
         assert!(!text.contains("+ Ready"), "{text}");
 
         let mut long = vec![b'x'; 1 << 20];
         long.extend_from_slice(b"\r\na3 NOOP\r\n");
         let c = ctx.clone();
         let out = feed(
-            move |s| mailserver::imap::serve(c, s, peer, false, true),
+            move |s| {
+                let t = c.transcripts.session("imap", peer);
+                mailserver::imap::serve(c, s, peer, None, t, Life::detached())
+            },
             long.clone(),
         )
         .await;
@@ -629,34 +647,14 @@ fn huge_literal_long_line_and_connection_limit() {
 
         let c = ctx.clone();
         let out = feed(
-            move |s| mailserver::pop3::serve(c, s, peer, false, true),
+            move |s| {
+                let t = c.transcripts.session("pop3", peer);
+                mailserver::pop3::serve(c, s, peer, None, t, Life::detached())
+            },
             long,
         )
         .await;
         assert!(String::from_utf8_lossy(&out).contains("-ERR Command line longer"));
-
-        let c = ctx.clone();
-        let out = feed(
-            move |s| mailserver::imap::serve(c, s, peer, false, false),
-            Vec::new(),
-        )
-        .await;
-        assert!(
-            out.starts_with(b"* BYE"),
-            "{}",
-            String::from_utf8_lossy(&out)
-        );
-        let c = ctx.clone();
-        let out = feed(
-            move |s| mailserver::pop3::serve(c, s, peer, false, false),
-            Vec::new(),
-        )
-        .await;
-        assert!(
-            out.starts_with(b"-ERR"),
-            "{}",
-            String::from_utf8_lossy(&out)
-        );
     });
 }
 
@@ -731,7 +729,15 @@ fn moving_into_and_out_of_junk_calls_the_training_hook() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        tokio::spawn(mailserver::imap::serve(ctx, server, peer, false, true));
+        let t = ctx.transcripts.session("imap", peer);
+        tokio::spawn(mailserver::imap::serve(
+            ctx,
+            server,
+            peer,
+            None,
+            t,
+            Life::detached(),
+        ));
         assert!(command(&mut client, "*", "").await.starts_with("* OK"));
         assert!(command(&mut client, "a", "STARTTLS").await.contains("a OK"));
         let connector = tokio_rustls::TlsConnector::from(

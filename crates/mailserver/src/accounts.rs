@@ -2,8 +2,16 @@
 //! (RFC 3501 §6.2) and POP3 USER/PASS (RFC 1939 §7).
 //!
 //! Passwords are argon2 PHC strings from the rendered config. Failed logins
-//! are counted per client address; past the limit every login from that
-//! address is refused for a minute, even with the right password.
+//! are counted per client address and slow guessing down by delay, as
+//! Dovecot's auth penalty: past `limits.auth_failures_per_minute` failures
+//! every login from that address first waits `limits.auth_failure_delay_ms`,
+//! doubled per further failure up to `limits.auth_failure_delay_max_ms`.
+//! The right password is never refused for it (clients behind one shared
+//! address, such as Docker's gateway, are slowed, not locked out). Check
+//! and record are one step: an attempt counts as a failure when it starts
+//! (undone if it succeeds), so parallel guesses each see the ones before
+//! and cannot pass the penalty. The count is forgotten a minute after the
+//! last failure.
 //!
 //! Successful verifications are cached, as Dovecot's `auth_cache` does:
 //! per mailbox, an HMAC-SHA256 of the password under a key drawn at start
@@ -49,16 +57,14 @@ pub enum LoginError {
     /// Unknown user or wrong password (not told apart, RFC 4954 §6).
     #[error("invalid credentials")]
     Invalid,
-    /// Too many failures from this address.
-    #[error("too many failed logins from this address, try again later")]
-    RateLimited,
 }
 
 /// The mailboxes and their password hashes.
 #[derive(Debug)]
 pub struct Accounts {
     hashes: HashMap<String, String>,
-    max_failures: u32,
+    penalty: Penalty,
+    /// Failures (attempts in flight included) per address and the last one.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     /// Per-process key of the cache's HMACs.
     cache_key: ring::hmac::Key,
@@ -78,15 +84,19 @@ impl Accounts {
                 .iter()
                 .map(|m| (m.address.to_ascii_lowercase(), m.password_hash.clone()))
                 .collect(),
-            config.limits.auth_failures_per_minute,
+            Penalty {
+                free: config.limits.auth_failures_per_minute,
+                first: Duration::from_millis(config.limits.auth_failure_delay_ms),
+                max: Duration::from_millis(config.limits.auth_failure_delay_max_ms),
+            },
         )
     }
 
     /// Accounts from address -> argon2 PHC string.
-    fn with_hashes(hashes: HashMap<String, String>, max_failures: u32) -> Self {
+    fn with_hashes(hashes: HashMap<String, String>, penalty: Penalty) -> Self {
         Self {
             hashes,
-            max_failures,
+            penalty,
             failures: Mutex::new(HashMap::new()),
             hashing: Gate::new(
                 std::thread::available_parallelism()
@@ -103,17 +113,27 @@ impl Accounts {
         self.hashes.contains_key(&address.to_ascii_lowercase())
     }
 
-    /// Checks a login from `peer`. Argon2 is deliberately slow (tens of
-    /// milliseconds): call it from a blocking context (`spawn_blocking`).
+    /// Checks a login from `peer`, after the auth penalty of its address.
+    /// Argon2 is deliberately slow (tens of milliseconds) and the penalty
+    /// sleeps: call it from a blocking context (`spawn_blocking`).
     pub fn login(
         &self,
         user: &str,
         password: &str,
         peer: IpAddr,
     ) -> Result<Authenticated, LoginError> {
-        if self.is_limited(peer) {
-            return Err(LoginError::RateLimited);
+        let delay = self.begin_attempt(peer);
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
+        let result = self.verify(user, password);
+        if result.is_ok() {
+            self.undo_attempt(peer);
+        }
+        result
+    }
+
+    fn verify(&self, user: &str, password: &str) -> Result<Authenticated, LoginError> {
         let address = user.to_ascii_lowercase();
         if self.cached(&address, password) {
             return Ok(Authenticated { address });
@@ -133,7 +153,6 @@ impl Accounts {
             }
             Ok(Authenticated { address })
         } else {
-            self.record_failure(peer);
             Err(LoginError::Invalid)
         }
     }
@@ -150,20 +169,52 @@ impl Accounts {
         })
     }
 
-    fn is_limited(&self, peer: IpAddr) -> bool {
-        let failures = self.failures.lock().expect("failures lock");
-        failures
-            .get(&peer)
-            .is_some_and(|(since, n)| since.elapsed() < FAILURE_WINDOW && *n >= self.max_failures)
+    /// Counts an attempt from `peer` as a failure and returns its penalty,
+    /// in one step under the lock: parallel attempts each see the others.
+    fn begin_attempt(&self, peer: IpAddr) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return self.penalty.max;
+        };
+        let now = Instant::now();
+        let entry = failures.entry(peer).or_insert((now, 0));
+        if entry.0.elapsed() >= FAILURE_WINDOW {
+            entry.1 = 0;
+        }
+        let before = entry.1;
+        *entry = (now, before.saturating_add(1));
+        self.penalty.after(before)
     }
 
-    fn record_failure(&self, peer: IpAddr) {
-        let mut failures = self.failures.lock().expect("failures lock");
-        let entry = failures.entry(peer).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= FAILURE_WINDOW {
-            *entry = (Instant::now(), 0);
+    /// A successful attempt is not a failure after all.
+    fn undo_attempt(&self, peer: IpAddr) {
+        if let Ok(mut failures) = self.failures.lock()
+            && let Some(entry) = failures.get_mut(&peer)
+        {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                failures.remove(&peer);
+            }
         }
-        entry.1 += 1;
+    }
+}
+
+/// The auth penalty (Dovecot's `auth_penalty`): no delay for the first
+/// `free` failures, then `first`, doubled per failure, capped at `max`.
+#[derive(Debug, Clone, Copy)]
+struct Penalty {
+    free: u32,
+    first: Duration,
+    max: Duration,
+}
+
+impl Penalty {
+    /// The delay of an attempt after `failures` failures.
+    fn after(&self, failures: u32) -> Duration {
+        if failures < self.free {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - self.free).min(20);
+        self.first.saturating_mul(1 << doublings).min(self.max)
     }
 }
 
@@ -216,7 +267,12 @@ mod tests {
             .hash_password_with_salt(b"right horse", b"sixteen byte slt")
             .unwrap()
             .to_string();
-        Accounts::with_hashes([("gold@metal.com".to_string(), hash)].into(), 3)
+        let penalty = Penalty {
+            free: 3,
+            first: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+        };
+        Accounts::with_hashes([("gold@metal.com".to_string(), hash)].into(), penalty)
     }
 
     #[test]
@@ -234,15 +290,42 @@ mod tests {
             Err(LoginError::Invalid)
         );
         assert!(a.login("gold@metal.com", "right horse", ip).is_ok());
-        // The rate limit comes before the cache.
-        for _ in 0..2 {
-            let _ = a.login("gold@metal.com", "x", ip);
-        }
+    }
+
+    #[test]
+    fn penalty_grows_and_is_capped() {
+        let p = accounts().penalty;
+        let ms = |n| p.after(n).as_millis();
         assert_eq!(
-            a.login("gold@metal.com", "right horse", ip),
-            Err(LoginError::RateLimited)
+            [ms(0), ms(2), ms(3), ms(4), ms(5), ms(9)],
+            [0, 0, 100, 200, 400, 400]
         );
+    }
+
+    #[test]
+    fn parallel_guesses_are_delayed_and_the_right_password_still_works() {
+        let a = std::sync::Arc::new(accounts());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let started = Instant::now();
+        let guesses: Vec<_> = (0..6)
+            .map(|i| {
+                let a = a.clone();
+                std::thread::spawn(move || a.login("gold@metal.com", &format!("guess {i}"), ip))
+            })
+            .collect();
+        for g in guesses {
+            assert_eq!(g.join().unwrap(), Err(LoginError::Invalid));
+        }
+        // Six attempts at once: 0, 0, 0, 100, 200, 400 ms, not all free.
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        // The right password is delayed (capped), never refused.
+        let t = Instant::now();
+        assert!(a.login("gold@metal.com", "right horse", ip).is_ok());
+        assert!(t.elapsed() >= Duration::from_millis(400));
+        // Another address is not slowed.
         let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let t = Instant::now();
         assert!(a.login("gold@metal.com", "right horse", other).is_ok());
+        assert!(t.elapsed() < Duration::from_millis(100));
     }
 }

@@ -26,6 +26,44 @@ pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u32 = 5;
 pub const DEFAULT_MAX_LITERAL_SIZE: usize = 25 * 1024 * 1024;
 /// Default per-mailbox quota (all folders): 256 MiB.
 pub const DEFAULT_MAILBOX_QUOTA: u64 = 256 * 1024 * 1024;
+/// Default simultaneous connections of the whole server.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default TLS handshake timeout (implicit TLS, STARTTLS, STLS).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// Default idle time before login (IMAP, POP3), as Dovecot's `login_timeout`.
+pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 60;
+/// Default time to write one reply before the client is given up.
+pub const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 60;
+/// Default junk commands (NOOP, RSET, VRFY) before each counts as an error
+/// (Postfix `smtpd_junk_command_limit`).
+pub const DEFAULT_JUNK_COMMAND_LIMIT: u32 = 100;
+/// Default errors after which each error reply is delayed (Postfix
+/// `smtpd_soft_error_limit`).
+pub const DEFAULT_SOFT_ERROR_LIMIT: u32 = 10;
+/// Default errors after which the session is closed (Postfix
+/// `smtpd_hard_error_limit`; IMAP `BAD`, POP3 `-ERR`).
+pub const DEFAULT_HARD_ERROR_LIMIT: u32 = 20;
+/// Default delay of an error reply past the soft limit (Postfix's
+/// `smtpd_error_sleep_time` is 1 s; smaller so tests stay fast).
+pub const DEFAULT_ERROR_DELAY_MS: u64 = 250;
+/// Default largest IMAP literal before login (Dovecot refuses large
+/// pre-login input).
+pub const DEFAULT_MAX_PRELOGIN_LITERAL_SIZE: usize = 8 * 1024;
+/// Default largest IMAP command (line and literals) before login.
+pub const DEFAULT_MAX_PRELOGIN_COMMAND_SIZE: usize = 64 * 1024;
+/// Default bound on bytes held by all sessions together (messages being
+/// received, literals): well under a container's 256 MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 96 * 1024 * 1024;
+/// Default first auth penalty (Dovecot's auth penalty starts at 2 s).
+pub const DEFAULT_AUTH_FAILURE_DELAY_MS: u64 = 1000;
+/// Default longest auth penalty (Dovecot's `AUTH_PENALTY_MAX_SECS` is 15).
+pub const DEFAULT_AUTH_FAILURE_DELAY_MAX_MS: u64 = 15_000;
+/// Default transcript bytes written per session.
+pub const DEFAULT_TRANSCRIPT_SESSION_MAX_BYTES: u64 = 1024 * 1024;
+/// Default size at which a protocol's transcript file is rotated.
+pub const DEFAULT_TRANSCRIPT_FILE_MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// Default rotated transcript files kept per protocol.
+pub const DEFAULT_TRANSCRIPT_FILES_KEPT: u32 = 3;
 
 /// Errors of loading a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -268,11 +306,25 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Simultaneous connections per client address.
     pub max_connections_per_ip: usize,
+    /// Simultaneous connections of the whole server.
+    pub max_connections: usize,
     /// Seconds to wait for a command before `421`.
     pub command_timeout_secs: u64,
-    /// Failed logins per client address per minute.
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds an IMAP or POP3 client may stay idle before login.
+    pub login_timeout_secs: u64,
+    /// Seconds one reply may take to be written.
+    pub write_timeout_secs: u64,
+    /// Failed logins per client address (forgotten after a minute without
+    /// one) answered without delay; past it every login from the address
+    /// waits the auth penalty.
     pub auth_failures_per_minute: u32,
-    /// Largest IMAP literal.
+    /// First auth penalty, doubled per further failure.
+    pub auth_failure_delay_ms: u64,
+    /// Longest auth penalty.
+    pub auth_failure_delay_max_ms: u64,
+    /// Largest IMAP literal after login.
     pub max_literal_size: usize,
     /// Deepest MIME nesting (multiparts and messages; Postfix
     /// `mime_nesting_limit`). At most [`crate::message::DEFAULT_MAX_DEPTH`]:
@@ -288,6 +340,26 @@ pub struct Limits {
     pub max_hops: usize,
     /// Bytes one mailbox may hold over all its folders (0: no quota).
     pub mailbox_quota: u64,
+    /// Largest IMAP literal before login.
+    pub max_prelogin_literal_size: usize,
+    /// Largest IMAP command (line and literals) before login.
+    pub max_prelogin_command_size: usize,
+    /// Bytes held by all sessions together (messages, literals).
+    pub max_buffered_bytes: usize,
+    /// SMTP junk commands (NOOP, RSET, VRFY) before each counts as an error.
+    pub junk_command_limit: u32,
+    /// Errors after which each error reply is delayed.
+    pub soft_error_limit: u32,
+    /// Errors after which the session is closed.
+    pub hard_error_limit: u32,
+    /// Delay of an error reply past the soft limit, in milliseconds.
+    pub error_delay_ms: u64,
+    /// Transcript bytes per session; the rest of the session is not logged.
+    pub transcript_session_max_bytes: u64,
+    /// Size at which a protocol's transcript file is rotated.
+    pub transcript_file_max_bytes: u64,
+    /// Rotated transcript files kept per protocol (`smtp.jsonl.1`...).
+    pub transcript_files_kept: u32,
 }
 
 impl Default for Limits {
@@ -296,8 +368,14 @@ impl Default for Limits {
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             command_timeout_secs: DEFAULT_COMMAND_TIMEOUT_SECS,
+            tls_handshake_timeout_secs: DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS,
+            login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
+            write_timeout_secs: DEFAULT_WRITE_TIMEOUT_SECS,
             auth_failures_per_minute: DEFAULT_AUTH_FAILURES_PER_MINUTE,
+            auth_failure_delay_ms: DEFAULT_AUTH_FAILURE_DELAY_MS,
+            auth_failure_delay_max_ms: DEFAULT_AUTH_FAILURE_DELAY_MAX_MS,
             max_literal_size: DEFAULT_MAX_LITERAL_SIZE,
             max_mime_depth: crate::message::DEFAULT_MAX_DEPTH,
             max_mime_parts: crate::message::DEFAULT_MAX_PARTS,
@@ -305,6 +383,16 @@ impl Default for Limits {
             max_header_bytes: crate::message::DEFAULT_MAX_HEADER_BYTES,
             max_hops: crate::message::DEFAULT_MAX_HOPS,
             mailbox_quota: DEFAULT_MAILBOX_QUOTA,
+            max_prelogin_literal_size: DEFAULT_MAX_PRELOGIN_LITERAL_SIZE,
+            max_prelogin_command_size: DEFAULT_MAX_PRELOGIN_COMMAND_SIZE,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            junk_command_limit: DEFAULT_JUNK_COMMAND_LIMIT,
+            soft_error_limit: DEFAULT_SOFT_ERROR_LIMIT,
+            hard_error_limit: DEFAULT_HARD_ERROR_LIMIT,
+            error_delay_ms: DEFAULT_ERROR_DELAY_MS,
+            transcript_session_max_bytes: DEFAULT_TRANSCRIPT_SESSION_MAX_BYTES,
+            transcript_file_max_bytes: DEFAULT_TRANSCRIPT_FILE_MAX_BYTES,
+            transcript_files_kept: DEFAULT_TRANSCRIPT_FILES_KEPT,
         }
     }
 }
@@ -322,6 +410,31 @@ impl Limits {
             max_parts: self.max_mime_parts,
             max_header_fields: self.max_header_fields,
             max_header_bytes: self.max_header_bytes,
+        }
+    }
+
+    /// The TLS handshake timeout.
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.tls_handshake_timeout_secs)
+    }
+
+    /// The pre-login idle timeout (IMAP, POP3).
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+
+    /// The delay of an error reply once `errors` errors were counted
+    /// (zero up to the soft limit).
+    pub fn error_delay(&self, errors: u32) -> Duration {
+        if errors > self.soft_error_limit {
+            Duration::from_millis(self.error_delay_ms)
+        } else {
+            Duration::ZERO
         }
     }
 }

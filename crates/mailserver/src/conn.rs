@@ -1,6 +1,7 @@
 //! A client connection of the line protocols IMAP and POP3: buffered line
-//! reads with a length limit and a timeout, exact reads of announced
-//! literals, and the upgrade to TLS (STARTTLS, RFC 3501 §6.2.1; STLS,
+//! reads with a length limit and a timeout (idle phases: an idle pre-login
+//! connection may give way, see [`crate::admission`]), exact reads of
+//! announced literals, writes with a timeout, and the upgrade to TLS (STARTTLS, RFC 3501 §6.2.1; STLS,
 //! RFC 2595 §4). Bytes buffered before the upgrade are discarded, so
 //! nothing the client pipelined in clear text is read as protected
 //! (the STARTTLS command injection flaw, RFC 3207 §4.2 for SMTP).
@@ -8,6 +9,10 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::admission::Life;
+use crate::server::{Context, TlsActive};
+use crate::transcript::Transcript;
 
 /// The stream under a connection.
 enum Io<S> {
@@ -27,6 +32,8 @@ pub enum Read {
     Eof,
     /// Nothing arrived within the timeout.
     Timeout,
+    /// The idle connection gave way to a new client (connection caps).
+    Evicted,
 }
 
 /// A buffered client connection.
@@ -34,59 +41,40 @@ pub struct Conn<S> {
     io: Io<S>,
     buf: Vec<u8>,
     skipping: bool,
+    tls: Option<TlsActive>,
+    life: Life,
+    write_timeout: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    /// The opening shared by IMAP and POP3: logs the connection, refuses it
-    /// with `refusal` when over the per-address limit, and does the TLS
-    /// handshake on implicit-TLS ports (RFC 8314 §3.2). `None`: session over.
-    pub async fn open(
-        stream: S,
-        peer: std::net::SocketAddr,
-        transcript: &crate::transcript::Transcript,
-        admitted: bool,
-        refusal: &str,
-        implicit_tls: Option<&tokio_rustls::TlsAcceptor>,
-    ) -> Option<Self> {
-        transcript.info(&format!("connect from {peer}"));
-        let mut conn = Conn::new(stream);
-        if !admitted {
-            transcript.server(refusal);
-            let _ = conn.write(refusal.as_bytes()).await;
-            return None;
-        }
-        if let Some(acceptor) = implicit_tls {
-            if let Err(e) = conn.start_tls(acceptor).await {
-                transcript.info(&format!("TLS handshake failed: {e}"));
-                return None;
-            }
-            if let Some((v, c)) = conn.tls_description() {
-                transcript.info(&format!("TLS {v} {c}"));
-            }
-        }
-        Some(conn)
-    }
-
-    /// A plain connection.
-    pub fn new(stream: S) -> Self {
+    /// A connection over `stream`; `tls` is `Some` when the stream is
+    /// already TLS (implicit-TLS ports). Reads are idle phases of `life`.
+    pub fn new(stream: S, tls: Option<TlsActive>, life: Life, write_timeout: Duration) -> Self {
         Self {
             io: Io::Plain(stream),
             buf: Vec::new(),
             skipping: false,
+            tls,
+            life,
+            write_timeout,
         }
     }
 
-    /// True after a TLS upgrade.
+    /// The connection's admission handle (the session marks its login).
+    pub fn life(&self) -> &Life {
+        &self.life
+    }
+
+    /// True when TLS is active (implicit or after an upgrade).
     pub fn is_tls(&self) -> bool {
-        matches!(self.io, Io::Tls(_))
+        self.tls.is_some()
     }
 
     /// TLS version and cipher suite, for transcripts.
     pub fn tls_description(&self) -> Option<(String, String)> {
-        match &self.io {
-            Io::Tls(t) => Some(crate::tls::describe(t.get_ref().1)),
-            _ => None,
-        }
+        self.tls
+            .as_ref()
+            .map(|t| (t.version.clone(), t.cipher.clone()))
     }
 
     async fn read_some(&mut self) -> std::io::Result<usize> {
@@ -104,9 +92,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Reads one line of at most `max` bytes, waiting at most `timeout`.
     /// Cancel-safe (used inside `select!` by IMAP IDLE).
     pub async fn read_line(&mut self, max: usize, timeout: Duration) -> Read {
-        match tokio::time::timeout(timeout, self.read_line_inner(max)).await {
-            Ok(r) => r,
-            Err(_) => Read::Timeout,
+        let life = self.life.clone();
+        let read = tokio::time::timeout(timeout, self.read_line_inner(max));
+        match life.idle(read).await {
+            None => Read::Evicted,
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Read::Timeout,
         }
     }
 
@@ -141,6 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Reads exactly `n` bytes (an IMAP literal whose size the caller
     /// checked against its limit); `None` on EOF or timeout.
     pub async fn read_exact(&mut self, n: usize, timeout: Duration) -> Option<Vec<u8>> {
+        let life = self.life.clone();
         let fut = async {
             while self.buf.len() < n {
                 match self.read_some().await {
@@ -150,34 +142,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             Some(self.buf.drain(..n).collect())
         };
-        tokio::time::timeout(timeout, fut).await.ok().flatten()
+        life.idle(tokio::time::timeout(timeout, fut))
+            .await
+            .and_then(Result::ok)
+            .flatten()
     }
 
-    /// Writes and flushes.
+    /// Writes and flushes, within the write timeout.
     pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match &mut self.io {
-            Io::Plain(s) => {
-                s.write_all(data).await?;
-                s.flush().await
+        let write = async {
+            match &mut self.io {
+                Io::Plain(s) => {
+                    s.write_all(data).await?;
+                    s.flush().await
+                }
+                Io::Tls(s) => {
+                    s.write_all(data).await?;
+                    s.flush().await
+                }
+                Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
             }
-            Io::Tls(s) => {
-                s.write_all(data).await?;
-                s.flush().await
-            }
-            Io::Closed => Err(std::io::ErrorKind::NotConnected.into()),
-        }
+        };
+        tokio::time::timeout(self.write_timeout, write)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
 
-    /// Runs the TLS handshake over the plain stream.
-    pub async fn start_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> std::io::Result<()> {
+    /// Runs the TLS handshake over the plain stream (bounded, logged; see
+    /// [`crate::server::handshake`]). False: the session is over.
+    /// `what` names it in the transcript (`STARTTLS`, `STLS`).
+    pub async fn start_tls(&mut self, ctx: &Context, transcript: &Transcript, what: &str) -> bool {
         let Io::Plain(s) = std::mem::replace(&mut self.io, Io::Closed) else {
-            return Err(std::io::Error::other("TLS is already active"));
+            return false;
         };
         self.buf.clear();
         self.skipping = false;
-        let tls = acceptor.accept(s).await?;
-        self.io = Io::Tls(Box::new(tls));
-        Ok(())
+        match crate::server::handshake(ctx, s, &self.life, transcript, what).await {
+            Some((tls, info)) => {
+                self.io = Io::Tls(Box::new(tls));
+                self.tls = Some(info);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Closes the write side (TLS close_notify).

@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod context;
 pub mod error;
 pub mod filter;
 pub mod imap;

@@ -1,26 +1,30 @@
-//! The server: the shared context of every session and the listeners.
+//! The server: the services and the one listener path of SMTP, IMAP and
+//! POP3 (see docs/connections.md).
 //!
 //! [`run`] loads nothing by itself: it takes a parsed [`Config`], builds the
 //! [`Context`] (TLS, accounts, store, transcripts), binds every configured
-//! port (failing fast, naming the port, if one is taken) and hands each
-//! accepted connection to the protocol module of its [`Service`].
+//! port (failing fast, naming the port, if one is taken). Each accepted
+//! connection is admitted ([`crate::admission`]: global and per-address
+//! caps, the oldest idle pre-login connection gives way), gets its TLS
+//! handshake on the implicit-TLS ports (RFC 8314 §3.2, bounded by
+//! `limits.tls_handshake_timeout_secs`), and is handed to the protocol
+//! module of its [`Service`].
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::accounts::Accounts;
-use crate::auth::Signer;
+use crate::admission::Life;
 use crate::config::Config;
 use crate::error::Error;
-use crate::filter::Filter;
-use crate::queue::Queue;
-use crate::store::Store;
-use crate::transcript::Transcripts;
+use crate::transcript::Transcript;
+
+pub use crate::context::Context;
+pub use crate::tls::TlsActive;
 
 /// A listening service of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,146 +90,51 @@ impl Service {
         handler(self).is_some()
     }
 
+    /// The protocol (transcript file name).
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Self::Smtp | Self::Submission | Self::Submissions => "smtp",
+            Self::Imap | Self::Imaps => "imap",
+            Self::Pop3 | Self::Pop3s => "pop3",
+        }
+    }
+
     /// True for the implicit-TLS ports.
     pub fn implicit_tls(self) -> bool {
         matches!(self, Self::Submissions | Self::Imaps | Self::Pop3s)
     }
 }
 
-/// Everything a session needs, shared by all sessions.
-pub struct Context {
-    /// The configuration.
-    pub config: Config,
-    /// Server TLS configuration (our certificate).
-    pub tls_acceptor: tokio_rustls::TlsAcceptor,
-    /// Client TLS configuration trusting only the lab CA (outbound relay).
-    pub tls_connector: tokio_rustls::TlsConnector,
-    /// Mailbox logins.
-    pub accounts: Accounts,
-    /// The Maildir store.
-    pub store: Store,
-    /// Session transcripts.
-    pub transcripts: Transcripts,
-    /// SPF/DKIM/DMARC checks; its resolver (the lab DNS only) also serves
-    /// the queue's MX lookups.
-    pub authenticator: mail_auth::MessageAuthenticator,
-    /// DKIM signer of submitted mail.
-    pub signer: Signer,
-    /// The outbound queue (spool under `<data_dir>/queue`).
-    pub queue: Queue,
-    /// The filter stage between DATA and delivery, run in this order
-    /// (malware scanner, spam filter...). Filters are added in
-    /// [`Context::new`]: push a `Box<dyn Filter>` built from the config.
-    pub filters: Vec<Box<dyn Filter>>,
-    /// The spam filter's training hook for messages moved into or out of
-    /// `Junk` over IMAP (`None`: no training).
-    pub junk_training: Option<Arc<dyn crate::filter::JunkTraining>>,
-    /// IMAP ENVELOPEs already computed, shared by all IMAP sessions.
-    pub envelopes: crate::imap::EnvelopeCache,
-    connections: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("hostname", &self.config.hostname)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Context {
-    /// Builds the context of `config`: loads TLS material, prepares the data folder.
-    pub fn new(config: Config) -> Result<Self, Error> {
-        let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key)?;
-        let client = crate::tls::client_config(&config.tls.ca)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
-            context: format!(
-                "cannot create the data folder {}",
-                config.data_dir.display()
-            ),
-            source,
-        })?;
-        let transcripts =
-            Transcripts::new(&config.data_dir, &config.hostname).map_err(|source| Error::Io {
-                context: format!(
-                    "cannot create transcripts under {}",
-                    config.data_dir.display()
-                ),
-                source,
-            })?;
-        let authenticator = crate::auth::resolver(config.dns.server, config.listen.address)
-            .map_err(Error::Setup)?;
-        let signer =
-            Signer::load(&config.dkim, &config.domain).map_err(|e| Error::Setup(e.to_string()))?;
-        let queue_dir = config.data_dir.join("queue");
-        let queue = Queue::open(&queue_dir).map_err(|e| Error::Setup(e.to_string()))?;
-        // The filter stage: malware scanner, then spam filter (per config).
-        let built = crate::filter::build_filters(&config)?;
-        let junk_training = built
-            .spam
-            .clone()
-            .map(|s| s as Arc<dyn crate::filter::JunkTraining>);
-        let filters: Vec<Box<dyn Filter>> = built.list;
-        Ok(Self {
-            authenticator,
-            signer,
-            queue,
-            filters,
-            tls_acceptor: tokio_rustls::TlsAcceptor::from(tls),
-            tls_connector: tokio_rustls::TlsConnector::from(client),
-            accounts: Accounts::new(&config),
-            store: Store::new(config.data_dir.join("mail"), config.hostname.clone())
-                .with_quota(config.limits.mailbox_quota),
-            transcripts,
-            junk_training,
-            envelopes: Default::default(),
-            connections: Mutex::new(HashMap::new()),
-            config,
-        })
-    }
-
-    /// Counts a new connection from `ip`; `None` when it has too many already.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
-        let mut c = self.connections.lock().expect("connections lock");
-        let n = c.entry(ip).or_insert(0);
-        if *n >= self.config.limits.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(ConnectionSlot {
-            ctx: self.clone(),
-            ip,
-        })
-    }
-}
-
-/// A counted connection; released on drop.
-#[derive(Debug)]
-pub struct ConnectionSlot {
-    ctx: Arc<Context>,
-    ip: IpAddr,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut c = self.ctx.connections.lock().expect("connections lock");
-        if let Some(n) = c.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// A boxed session future.
 pub type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The session handler of a service: takes the accepted connection and the
-/// admission slot (over the per-address limit `slot` is `None`: the handler
-/// answers with its protocol's "too many connections" reply and closes).
-pub type Handler =
-    fn(Arc<Context>, TcpStream, SocketAddr, Service, Option<ConnectionSlot>) -> Session;
+/// A client stream as the protocols see it: TCP, or TLS over TCP on the
+/// implicit-TLS ports (any stream in session tests).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A boxed [`Stream`].
+pub type BoxStream = Box<dyn Stream>;
+
+/// An admitted connection, handed to its protocol once implicit TLS (if
+/// any) is up.
+pub struct Accepted {
+    /// The stream (already TLS on 465, 993, 995).
+    pub stream: BoxStream,
+    /// The client.
+    pub peer: SocketAddr,
+    /// The port's service.
+    pub service: Service,
+    /// TLS facts on the implicit-TLS ports.
+    pub tls: Option<TlsActive>,
+    /// The session's transcript.
+    pub transcript: Transcript,
+    /// Idle phases and eviction (see [`crate::admission`]).
+    pub life: Life,
+}
+
+/// The session handler of a service.
+pub type Handler = fn(Arc<Context>, Accepted) -> Session;
 
 /// The handler of each service; a protocol module registers itself here.
 fn handler(service: Service) -> Option<Handler> {
@@ -234,6 +143,96 @@ fn handler(service: Service) -> Option<Handler> {
         Service::Imap | Service::Imaps => Some(crate::imap::handler),
         Service::Pop3 | Service::Pop3s => Some(crate::pop3::handler),
     }
+}
+
+/// The "too many connections" reply of a service's protocol.
+fn refusal(service: Service) -> String {
+    match service {
+        Service::Smtp | Service::Submission | Service::Submissions => {
+            crate::smtp::reply::TOO_MANY_CONNECTIONS.to_wire()
+        }
+        Service::Imap | Service::Imaps => crate::imap::TOO_MANY_CONNECTIONS.to_string(),
+        Service::Pop3 | Service::Pop3s => crate::pop3::TOO_MANY_CONNECTIONS.to_string(),
+    }
+}
+
+/// The TLS handshake of implicit TLS (RFC 8314 §3.2), STARTTLS (RFC 3207,
+/// RFC 3501 §6.2.1) and STLS (RFC 2595 §4): bounded by the handshake
+/// timeout, and an idle phase (a stalled handshake gives way to a new
+/// client). `None`: failed, timed out or evicted (logged).
+/// `what` names it in the transcript (`TLS`, `STARTTLS`, `STLS`).
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &Context,
+    stream: S,
+    life: &Life,
+    transcript: &Transcript,
+    what: &str,
+) -> Option<(tokio_rustls::server::TlsStream<S>, TlsActive)> {
+    let limit = ctx.config.limits.tls_handshake_timeout();
+    let accept = tokio::time::timeout(limit, ctx.tls_acceptor.accept(stream));
+    match life.idle(accept).await {
+        None => transcript.info(&format!(
+            "{what} handshake abandoned: an idle connection gave way"
+        )),
+        Some(Err(_)) => transcript.info(&format!(
+            "{what} handshake timed out after {} s",
+            limit.as_secs()
+        )),
+        Some(Ok(Err(e))) => transcript.info(&format!("{what} handshake failed: {e}")),
+        Some(Ok(Ok(tls))) => {
+            let info = TlsActive::of(tls.get_ref().1);
+            transcript.info(&format!("{what} {} {}", info.version, info.cipher));
+            return Some((tls, info));
+        }
+    }
+    None
+}
+
+/// One accepted connection: admission, implicit TLS, then the protocol.
+async fn connection(
+    ctx: Arc<Context>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    service: Service,
+    handle: Handler,
+) {
+    let _ = stream.set_nodelay(true);
+    let transcript = ctx.transcripts.session(service.protocol(), peer);
+    let local = stream.local_addr().map(|a| a.to_string());
+    transcript.info(&format!(
+        "connection from {peer} to {} ({})",
+        service.name(),
+        local.unwrap_or_default()
+    ));
+    let Some(slot) = ctx.connections.admit(peer.ip()) else {
+        transcript.info("too many connections and none idle to give way: refused");
+        if !service.implicit_tls() {
+            let r = refusal(service);
+            transcript.server(&r);
+            let write = tokio::io::AsyncWriteExt::write_all(&mut stream, r.as_bytes());
+            let _ = tokio::time::timeout(ctx.config.limits.write_timeout(), write).await;
+        }
+        return;
+    };
+    let life = slot.life().clone();
+    let (stream, tls): (BoxStream, _) = if service.implicit_tls() {
+        match handshake(&ctx, stream, &life, &transcript, "TLS").await {
+            Some((tls, info)) => (Box::new(tls), Some(info)),
+            None => return,
+        }
+    } else {
+        (Box::new(stream), None)
+    };
+    let accepted = Accepted {
+        stream,
+        peer,
+        service,
+        tls,
+        transcript,
+        life,
+    };
+    handle(ctx, accepted).await;
+    drop(slot);
 }
 
 /// Binds every configured service's port.
@@ -274,9 +273,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        let slot = ctx.admit(peer.ip());
-                        tokio::spawn(handle(ctx.clone(), stream, peer, service, slot));
+                        tokio::spawn(connection(ctx.clone(), stream, peer, service, handle));
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.

@@ -73,3 +73,21 @@ pub fn describe(conn: &rustls::CommonState) -> (String, String) {
         .unwrap_or_default();
     (version, cipher)
 }
+
+/// Proof that TLS is active on a session: the negotiated version and
+/// cipher suite (for the Received header and the transcript).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsActive {
+    /// `TLS1.3` or `TLS1.2`.
+    pub version: String,
+    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+impl TlsActive {
+    /// The facts of an established server connection.
+    pub fn of(conn: &rustls::ServerConnection) -> Self {
+        let (version, cipher) = describe(conn);
+        Self { version, cipher }
+    }
+}

@@ -5,6 +5,13 @@
 //! (`c` client to server, `s` server to client, `i` info such as a TLS
 //! upgrade), the line. Authentication data is redacted by the caller
 //! through [`Transcript::client_redacted`].
+//!
+//! Bounded (docs/connections.md): a session writes at most
+//! `limits.transcript_session_max_bytes` (then one line saying the rest is
+//! not logged); a protocol's file is rotated at
+//! `limits.transcript_file_max_bytes` into `<protocol>.jsonl.1`, `.2`...
+//! keeping `limits.transcript_files_kept`, so the transcripts of a server
+//! never exceed 3 × (kept + 1) × the file size.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,8 +22,67 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::config::Limits;
+
+/// A protocol's transcript file, rotated by size.
+#[derive(Debug)]
+struct Sink {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max: u64,
+    kept: u32,
+}
+
+impl Sink {
+    fn open(path: PathBuf, max: u64, kept: u32) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path,
+            file,
+            size,
+            max,
+            kept,
+        })
+    }
+
+    /// Appends one line, rotating first when it would pass the size.
+    fn append(&mut self, line: &[u8]) {
+        if self.size > 0 && self.size + line.len() as u64 > self.max {
+            self.rotate();
+        }
+        if self.file.write_all(line).is_ok() {
+            self.size += line.len() as u64;
+        }
+    }
+
+    /// `x.jsonl` becomes `x.jsonl.1`, `.1` becomes `.2`... the oldest goes.
+    fn rotate(&mut self) {
+        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.kept == 0 {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            let _ = std::fs::remove_file(name(self.kept));
+            for n in (1..self.kept).rev() {
+                let _ = std::fs::rename(name(n), name(n + 1));
+            }
+            let _ = std::fs::rename(&self.path, name(1));
+        }
+        if let Ok(f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .truncate(false)
+            .open(&self.path)
+        {
+            self.file = f;
+            self.size = 0;
+        }
+    }
+}
+
 /// A transcript file shared by the sessions of one protocol.
-type SharedFile = Arc<Mutex<File>>;
+type SharedFile = Arc<Mutex<Sink>>;
 
 /// The transcript sink of a server (one file per protocol, appended).
 #[derive(Debug)]
@@ -25,6 +91,9 @@ pub struct Transcripts {
     hostname: String,
     next_id: AtomicU64,
     files: Mutex<Vec<(&'static str, SharedFile)>>,
+    session_max: u64,
+    file_max: u64,
+    kept: u32,
 }
 
 #[derive(Serialize)]
@@ -40,7 +109,7 @@ struct Line<'a> {
 
 impl Transcripts {
     /// Transcripts under `data_dir/transcripts`.
-    pub fn new(data_dir: &Path, hostname: &str) -> std::io::Result<Self> {
+    pub fn new(data_dir: &Path, hostname: &str, limits: &Limits) -> std::io::Result<Self> {
         let dir = data_dir.join("transcripts");
         std::fs::create_dir_all(&dir)?;
         Ok(Self {
@@ -48,6 +117,9 @@ impl Transcripts {
             hostname: hostname.to_string(),
             next_id: AtomicU64::new(1),
             files: Mutex::new(Vec::new()),
+            session_max: limits.transcript_session_max_bytes,
+            file_max: limits.transcript_file_max_bytes.max(4096),
+            kept: limits.transcript_files_kept,
         })
     }
 
@@ -61,12 +133,8 @@ impl Transcripts {
         if let Some((_, f)) = files.iter().find(|(p, _)| *p == proto) {
             return Some(f.clone());
         }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{proto}.jsonl")))
-            .ok()?;
-        let f = Arc::new(Mutex::new(f));
+        let path = self.dir.join(format!("{proto}.jsonl"));
+        let f = Arc::new(Mutex::new(Sink::open(path, self.file_max, self.kept).ok()?));
         files.push((proto, f.clone()));
         Some(f)
     }
@@ -81,6 +149,8 @@ impl Transcripts {
             peer,
             host: self.hostname.clone(),
             file: self.file(proto),
+            written: Arc::new(AtomicU64::new(0)),
+            max: self.session_max,
         }
     }
 }
@@ -94,6 +164,9 @@ pub struct Transcript {
     peer: SocketAddr,
     host: String,
     file: Option<SharedFile>,
+    /// Bytes written by this session (shared by clones).
+    written: Arc<AtomicU64>,
+    max: u64,
 }
 
 impl Transcript {
@@ -104,6 +177,18 @@ impl Transcript {
 
     fn write(&self, dir: &str, line: &str) {
         let Some(file) = &self.file else { return };
+        let written = self.written.load(Ordering::Relaxed);
+        if written >= self.max {
+            return;
+        }
+        let cut = "transcript limit reached, the rest of this session is not logged";
+        let (dir, line) = if written + line.len() as u64 + 256 > self.max {
+            // The last line of a session that reached its limit.
+            self.written.store(self.max, Ordering::Relaxed);
+            ("i", cut)
+        } else {
+            (dir, line)
+        };
         let entry = Line {
             time: now_rfc3339(),
             host: &self.host,
@@ -115,7 +200,10 @@ impl Transcript {
         };
         if let (Ok(mut json), Ok(mut f)) = (serde_json::to_vec(&entry), file.lock()) {
             json.push(b'\n');
-            let _ = f.write_all(&json);
+            if line != cut {
+                self.written.fetch_add(json.len() as u64, Ordering::Relaxed);
+            }
+            f.append(&json);
         }
     }
 

@@ -314,13 +314,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !self.flush().await {
             return Next::Logout;
         }
-        let acceptor = self.ctx.tls_acceptor.clone();
-        if let Err(e) = self.conn.start_tls(&acceptor).await {
-            self.t.info(&format!("STARTTLS handshake failed: {e}"));
+        let ctx = self.ctx.clone();
+        if !self.conn.start_tls(&ctx, &self.t, "STARTTLS").await {
             return Next::Logout;
-        }
-        if let Some((v, c)) = self.conn.tls_description() {
-            self.t.info(&format!("STARTTLS {v} {c}"));
         }
         Next::Continue
     }

@@ -26,9 +26,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imap_codec::decode::{CommandDecodeError, Decoder};
+use imap_codec::decode::Decoder;
 use imap_codec::encode::Encoder;
+use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::command::Command;
 use imap_codec::imap_types::core::{Tag, Vec1};
 use imap_codec::imap_types::envelope::Envelope;
 use imap_codec::imap_types::response::{
@@ -36,11 +38,11 @@ use imap_codec::imap_types::response::{
 };
 use imap_codec::{CommandCodec, ResponseCodec};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
+use crate::admission::{Held, Life};
 use crate::conn::{Conn, Read};
-use crate::server::{ConnectionSlot, Context, Service, Session as BoxedSession};
+use crate::server::{Accepted, Context, Session as BoxedSession, TlsActive};
 use crate::store::Flags;
 use crate::transcript::Transcript;
 
@@ -108,40 +110,31 @@ impl EnvelopeCache {
     }
 }
 
-/// The handler registered for [`Service::Imap`] and [`Service::Imaps`].
-pub fn handler(
-    ctx: Arc<Context>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    service: Service,
-    slot: Option<ConnectionSlot>,
-) -> BoxedSession {
-    Box::pin(async move {
-        let _slot = slot.as_ref();
-        serve(ctx, stream, peer, service.implicit_tls(), slot.is_some()).await;
-    })
+/// The reply over the connection caps (RFC 3501 §7.1.5).
+pub const TOO_MANY_CONNECTIONS: &str =
+    "* BYE Too many connections from your address; close some and try again\r\n";
+
+/// The handler registered for `Service::Imap` and `Service::Imaps`.
+pub fn handler(ctx: Arc<Context>, a: Accepted) -> BoxedSession {
+    Box::pin(serve(ctx, a.stream, a.peer, a.tls, a.transcript, a.life))
 }
 
-/// Runs one IMAP session over any stream (TCP in the server, an in-memory
-/// pipe in tests). `admitted == false` answers BYE and closes (RFC 3501 §7.1.5).
+/// Runs one admitted IMAP session over any stream (TCP or TLS in the
+/// server, an in-memory pipe in tests); `tls` is `Some` on 993.
 pub async fn serve<S>(
     ctx: Arc<Context>,
     stream: S,
     peer: SocketAddr,
-    implicit_tls: bool,
-    admitted: bool,
+    tls: Option<TlsActive>,
+    transcript: Transcript,
+    life: Life,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let transcript = ctx.transcripts.session("imap", peer);
-    let refusal = "* BYE Too many connections from your address; close some and try again\r\n";
-    let tls = implicit_tls.then_some(&ctx.tls_acceptor);
-    let Some(conn) = Conn::open(stream, peer, &transcript, admitted, refusal, tls).await else {
-        return;
-    };
+    let write_timeout = ctx.config.limits.write_timeout();
     let mut session = Session {
         ctx,
-        conn,
+        conn: Conn::new(stream, tls, life, write_timeout),
         t: transcript,
         peer,
         user: None,
@@ -149,6 +142,9 @@ pub async fn serve<S>(
         out: Vec::new(),
         logged_data: 0,
         sync_before_tagged: None,
+        bad: 0,
+        delay: Duration::ZERO,
+        held: Held::default(),
     };
     session.run().await;
 }
@@ -194,6 +190,12 @@ pub(crate) struct Session<S> {
     /// Set per command: before its tagged response, report other
     /// sessions' changes, EXPUNGEs only when `Some(true)` (RFC 3501 §7.4.1).
     pub sync_before_tagged: Option<bool>,
+    /// `BAD` responses so far (closed at `limits.hard_error_limit`).
+    bad: u32,
+    /// Delay before the next write (`BAD` past the soft limit).
+    delay: Duration,
+    /// The current command's literal bytes, from the server's budget.
+    held: Held,
 }
 
 /// Result of reading one command.
@@ -201,6 +203,27 @@ enum Incoming {
     Command(Vec<u8>),
     Handled,
     Close,
+}
+
+/// The literal a command line announces at its end (RFC 3501 §4.3
+/// `{N}`, RFC 7888 §3 non-synchronising `{N+}`): its length and whether it
+/// is synchronising. A line ending in `}` after a `{` and digits can only
+/// be one: quoted strings do not span lines (RFC 3501 §4.3).
+fn literal_announced(line: &[u8]) -> Option<(u64, bool)> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let spec = &inner[open + 1..];
+    let (digits, sync) = match spec.strip_suffix(b"+") {
+        Some(d) => (d, false),
+        None => (spec, true),
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some((n, sync))
 }
 
 /// A status text that imap-types accepts (no CR/LF, not empty).
@@ -260,6 +283,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if let Ok(status) = status {
             self.push(&Response::Status(status));
         }
+        if matches!(kind, Kind::Bad) {
+            // Past the soft limit each BAD waits (as Postfix's
+            // smtpd_error_sleep_time); the hard limit ends the session.
+            self.bad += 1;
+            self.delay += self.ctx.config.limits.error_delay(self.bad);
+        }
     }
 
     /// Queues an untagged data response.
@@ -267,10 +296,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.push(&Response::Data(data));
     }
 
-    /// Writes the queued responses.
+    /// Writes the queued responses (after the error delay, if one is due).
     pub async fn flush(&mut self) -> bool {
         if self.out.is_empty() {
             return true;
+        }
+        // The error delay is an idle phase: the connection may give way.
+        let delay = std::mem::take(&mut self.delay);
+        if !delay.is_zero() {
+            let life = self.conn.life().clone();
+            if life.idle(tokio::time::sleep(delay)).await.is_none() {
+                return false;
+            }
         }
         let out = std::mem::take(&mut self.out);
         self.conn.write(&out).await.is_ok()
@@ -284,8 +321,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         true
     }
 
+    /// The idle timeout: the login timeout before login (deviation from
+    /// RFC 3501 §5.4's 30 minutes, as Dovecot's `login_timeout`), the
+    /// command timeout after.
     fn timeout(&self) -> Duration {
-        self.ctx.config.limits.command_timeout()
+        if self.user.is_some() {
+            self.ctx.config.limits.command_timeout()
+        } else {
+            self.ctx.config.limits.login_timeout()
+        }
     }
 
     /// The capability list for the current state (RFC 3501 §7.2.1).
@@ -331,6 +375,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return;
         }
         loop {
+            if self.bad >= self.ctx.config.limits.hard_error_limit {
+                self.t.info("too many BAD commands, closing");
+                self.status(Kind::Bye, None, None, "Too many invalid commands");
+                let _ = self.flush().await;
+                self.conn.shutdown().await;
+                return;
+            }
+            self.conn.life().set_protected(self.user.is_some());
             let raw = match self.read_command().await {
                 Incoming::Command(raw) => raw,
                 Incoming::Handled => {
@@ -344,10 +396,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return;
                 }
             };
-            let Ok((_, command)) = CommandCodec::default().decode(&raw) else {
+            let Some(command) = self.decode(raw).await else {
+                if !self.flush().await {
+                    return;
+                }
                 continue;
             };
             let next = self.dispatch(command).await;
+            self.held = Held::default();
             self.end_of_command();
             if !self.flush().await {
                 return;
@@ -373,16 +429,71 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Reads one complete command, literals included. A literal is checked
-    /// against the limit before a byte of it is read or allocated
-    /// (RFC 7888 §4 lets a server refuse an announced literal).
+    /// Decodes a complete command once (a large one on the blocking pool,
+    /// off the async workers); a syntax error is answered `BAD`.
+    async fn decode(&mut self, raw: Vec<u8>) -> Option<Command<'static>> {
+        let large = raw.len() > DECODE_INLINE;
+        let result = if large {
+            tokio::task::spawn_blocking(move || decode_command(&raw))
+                .await
+                .unwrap_or(Err(None))
+        } else {
+            decode_command(&raw)
+        };
+        match result {
+            Ok(command) => Some(command),
+            Err(tag) => {
+                self.status(
+                    Kind::Bad,
+                    tag.as_ref(),
+                    None,
+                    "Syntax error: not a valid IMAP4rev1 command (RFC 3501 section 9)",
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads one complete command, literals included, framing it by its
+    /// lines: a line that ends with a literal announcement is followed by
+    /// the literal and another line (RFC 3501 §4.3); nothing is decoded
+    /// until the command is complete, so a command with many literals costs
+    /// linear time. Each literal is checked against the limits before a
+    /// byte of it is read (RFC 7888 §4 lets a server refuse it): before
+    /// login `limits.max_prelogin_literal_size` and
+    /// `limits.max_prelogin_command_size` (over them: `* BYE` and close, as
+    /// Dovecot, without `+ Ready`), after login `limits.max_literal_size`;
+    /// its bytes come from the server's budget of bytes.
     async fn read_command(&mut self) -> Incoming {
-        let max_literal = self.ctx.config.limits.max_literal_size;
+        let limits = &self.ctx.config.limits;
+        let logged_in = self.user.is_some();
+        let (max_literal, max_command) = if logged_in {
+            (
+                limits.max_literal_size,
+                limits.max_literal_size + 4 * MAX_LINE,
+            )
+        } else {
+            (
+                limits.max_prelogin_literal_size,
+                limits.max_prelogin_command_size,
+            )
+        };
+        let mut held = Held::default();
         let mut raw: Vec<u8> = Vec::new();
         loop {
             let line = match self.conn.read_line(MAX_LINE, self.timeout()).await {
                 Read::Line(l) => l,
                 Read::Eof => return Incoming::Close,
+                Read::Evicted => {
+                    self.t.info("idle connection gave way to a new client");
+                    self.status(
+                        Kind::Bye,
+                        None,
+                        None,
+                        "Idle connection closed to make room for other clients",
+                    );
+                    return Incoming::Close;
+                }
                 Read::Timeout => {
                     // RFC 3501 §5.4: autologout after inactivity.
                     self.status(
@@ -409,50 +520,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.log_client(&line);
             }
             raw.extend_from_slice(&line);
-            match CommandCodec::default().decode(&raw) {
-                Ok(_) => return Incoming::Command(raw),
-                Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                    let length = length as usize;
-                    if length > max_literal || raw.len() + length > max_literal + 4 * MAX_LINE {
-                        let msg = format!(
-                            "Literal of {length} octets is over the limit of {max_literal} octets"
-                        );
-                        if matches!(mode, imap_codec::imap_types::core::LiteralMode::Sync) {
-                            self.status(Kind::No, Some(&tag), Some(Code::TooBig), &msg);
-                            return Incoming::Handled;
-                        }
-                        // The client sends the data anyway: stop reading.
-                        self.status(Kind::Bye, None, Some(Code::TooBig), &msg);
-                        return Incoming::Close;
-                    }
-                    if matches!(mode, imap_codec::imap_types::core::LiteralMode::Sync) {
-                        if let Ok(cont) =
-                            CommandContinuationRequest::basic(None, "Ready for literal data")
-                        {
-                            self.push(&Response::CommandContinuationRequest(cont));
-                        }
-                        if !self.flush().await {
-                            return Incoming::Close;
-                        }
-                    }
-                    match self.conn.read_exact(length, self.timeout()).await {
-                        Some(data) => raw.extend_from_slice(&data),
-                        None => return Incoming::Close,
-                    }
-                }
-                Err(_) => {
-                    let tag = raw
-                        .split(|&b| b == b' ' || b == b'\r' || b == b'\n')
-                        .next()
-                        .and_then(|t| Tag::try_from(t).ok());
-                    self.status(
-                        Kind::Bad,
-                        tag.as_ref(),
-                        None,
-                        "Syntax error: not a valid IMAP4rev1 command (RFC 3501 section 9)",
-                    );
+            let Some((length, sync)) = literal_announced(&line) else {
+                self.held = held;
+                return Incoming::Command(raw);
+            };
+            let total = (raw.len() as u64).saturating_add(length);
+            if length > max_literal as u64 || total > max_command as u64 {
+                let msg = if logged_in {
+                    format!("Literal of {length} octets is over the limit of {max_literal} octets")
+                } else {
+                    "Literal size too large".to_string()
+                };
+                if sync && logged_in {
+                    let tag = command_tag(&raw);
+                    self.status(Kind::No, tag.as_ref(), Some(Code::TooBig), &msg);
                     return Incoming::Handled;
                 }
+                // Before login, or the client sends the data anyway: stop.
+                self.status(Kind::Bye, None, Some(Code::TooBig), &msg);
+                return Incoming::Close;
+            }
+            let length = length as usize;
+            let wait = Duration::from_secs(5);
+            if !self.ctx.budget.reserve(&mut held, length, wait).await {
+                let msg = "The server holds too much data right now, try again later";
+                if sync {
+                    let tag = command_tag(&raw);
+                    self.status(Kind::No, tag.as_ref(), None, msg);
+                    return Incoming::Handled;
+                }
+                self.status(Kind::Bye, None, None, msg);
+                return Incoming::Close;
+            }
+            if sync {
+                if let Ok(cont) = CommandContinuationRequest::basic(None, "Ready for literal data")
+                {
+                    self.push(&Response::CommandContinuationRequest(cont));
+                }
+                if !self.flush().await {
+                    return Incoming::Close;
+                }
+            }
+            match self.conn.read_exact(length, self.timeout()).await {
+                Some(data) => raw.extend_from_slice(&data),
+                None => return Incoming::Close,
             }
         }
     }
@@ -496,7 +607,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             self.status(Kind::Bye, None, None, "IDLE for too long");
                             return Next::Logout;
                         }
-                        Read::Eof => return Next::Logout,
+                        Read::Eof | Read::Evicted => return Next::Logout,
                     }
                 }
                 _ = wake => {
@@ -508,6 +619,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
     }
+}
+
+/// Commands up to this size are decoded on the async worker.
+const DECODE_INLINE: usize = 16 * 1024;
+
+/// Decodes a complete command; `Err` carries its tag when one can be read.
+fn decode_command(raw: &[u8]) -> Result<Command<'static>, Option<Tag<'static>>> {
+    match CommandCodec::default().decode(raw) {
+        Ok((_, command)) => Ok(command.into_static()),
+        Err(_) => Err(command_tag(raw)),
+    }
+}
+
+/// The tag of a raw command, if it has a valid one.
+fn command_tag(raw: &[u8]) -> Option<Tag<'static>> {
+    raw.split(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .next()
+        .and_then(|t| Tag::try_from(t.to_vec()).ok())
 }
 
 /// Status kinds.

@@ -15,29 +15,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
+use crate::admission::Life;
 use crate::conn::{Conn, Read};
-use crate::server::{ConnectionSlot, Context, Service, Session as BoxedSession};
+use crate::server::{Accepted, Context, Session as BoxedSession, TlsActive};
 use crate::store::{INBOX, MaildropLock};
 use crate::transcript::Transcript;
 
 /// Longest command line (RFC 2449 §4 allows 255 octets; we are lenient).
 const MAX_LINE: usize = 1024;
 
-/// The handler registered for [`Service::Pop3`] and [`Service::Pop3s`].
-pub fn handler(
-    ctx: Arc<Context>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    service: Service,
-    slot: Option<ConnectionSlot>,
-) -> BoxedSession {
-    Box::pin(async move {
-        let admitted = slot.is_some();
-        serve(ctx, stream, peer, service.implicit_tls(), admitted).await;
-        drop(slot);
-    })
+/// The reply over the connection caps (RFC 2449 §8.1.2 `SYS/TEMP`).
+pub const TOO_MANY_CONNECTIONS: &str =
+    "-ERR [SYS/TEMP] Too many connections from your address; close some and try again\r\n";
+
+/// The handler registered for `Service::Pop3` and `Service::Pop3s`.
+pub fn handler(ctx: Arc<Context>, a: Accepted) -> BoxedSession {
+    Box::pin(serve(ctx, a.stream, a.peer, a.tls, a.transcript, a.life))
 }
 
 /// The maildrop of a logged-in session.
@@ -57,26 +51,24 @@ struct Session<S> {
     peer: SocketAddr,
     user: Option<String>,
     drop: Option<Maildrop>,
+    /// `-ERR` replies so far (closed at `limits.hard_error_limit`).
+    errors: u32,
 }
 
-/// Runs one POP3 session over any stream (TCP in the server, an in-memory
-/// pipe in tests). `admitted == false` answers `-ERR` and closes.
+/// Runs one admitted POP3 session over any stream (TCP or TLS in the
+/// server, an in-memory pipe in tests); `tls` is `Some` on 995.
 pub async fn serve<S>(
     ctx: Arc<Context>,
     stream: S,
     peer: SocketAddr,
-    implicit_tls: bool,
-    admitted: bool,
+    tls: Option<TlsActive>,
+    t: Transcript,
+    life: Life,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let t = ctx.transcripts.session("pop3", peer);
-    let refusal =
-        "-ERR [SYS/TEMP] Too many connections from your address; close some and try again\r\n";
-    let tls = implicit_tls.then_some(&ctx.tls_acceptor);
-    let Some(conn) = Conn::open(stream, peer, &t, admitted, refusal, tls).await else {
-        return;
-    };
+    let write_timeout = ctx.config.limits.write_timeout();
+    let conn = Conn::new(stream, tls, life, write_timeout);
     let mut s = Session {
         ctx,
         conn,
@@ -84,6 +76,7 @@ pub async fn serve<S>(
         peer,
         user: None,
         drop: None,
+        errors: 0,
     };
     s.run().await;
 }
@@ -118,6 +111,16 @@ fn top(message: &[u8], n: usize) -> Vec<u8> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn send(&mut self, line: &str) -> bool {
+        if line.starts_with("-ERR") {
+            // Past the soft limit each error reply waits (as Postfix's
+            // smtpd_error_sleep_time); the hard limit ends the session.
+            self.errors += 1;
+            let delay = self.ctx.config.limits.error_delay(self.errors);
+            let life = self.conn.life().clone();
+            if !delay.is_zero() && life.idle(tokio::time::sleep(delay)).await.is_none() {
+                return false;
+            }
+        }
         self.t.server(line);
         self.conn
             .write(format!("{line}\r\n").as_bytes())
@@ -137,11 +140,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !self.send(&format!("+OK {host} POP3 ready")).await {
             return;
         }
-        let timeout = self.ctx.config.limits.command_timeout();
+        let limits = self.ctx.config.limits.clone();
         loop {
+            if self.errors >= limits.hard_error_limit {
+                self.t.info("too many errors, closing");
+                self.send("-ERR Too many errors in this session, closing the connection")
+                    .await;
+                self.conn.shutdown().await;
+                return;
+            }
+            // Deviation from RFC 1939 §3 (10 minutes): before login the
+            // shorter login timeout applies, as in Dovecot.
+            let timeout = if self.drop.is_some() {
+                limits.command_timeout()
+            } else {
+                limits.login_timeout()
+            };
             let line = match self.conn.read_line(MAX_LINE, timeout).await {
                 Read::Line(l) => l,
                 Read::Eof => return,
+                Read::Evicted => {
+                    self.t.info("idle connection gave way to a new client");
+                    self.send(
+                        "-ERR [SYS/TEMP] Idle connection closed to make room for other clients",
+                    )
+                    .await;
+                    return;
+                }
                 Read::Timeout => {
                     // RFC 1939 §3: autologout timer; no UPDATE state.
                     self.send("-ERR Autologout: no command within the timeout")
@@ -218,13 +243,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if !self.send("+OK Begin TLS negotiation").await {
                     return false;
                 }
-                let acceptor = self.ctx.tls_acceptor.clone();
-                if let Err(e) = self.conn.start_tls(&acceptor).await {
-                    self.t.info(&format!("STLS handshake failed: {e}"));
+                let ctx = self.ctx.clone();
+                if !self.conn.start_tls(&ctx, &self.t, "STLS").await {
                     return false;
-                }
-                if let Some((v, c)) = self.conn.tls_description() {
-                    self.t.info(&format!("STLS {v} {c}"));
                 }
                 // RFC 2595 §4: forget what was said before TLS.
                 self.user = None;
@@ -284,6 +305,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         self.t.info(&format!("login {address}"));
+        self.conn.life().set_protected(true);
         let messages: Vec<(u32, u64)> = snap.messages.iter().map(|m| (m.uid, m.size)).collect();
         let total: u64 = messages.iter().map(|m| m.1).sum();
         let n = messages.len();

@@ -35,12 +35,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.reply(&reply::LINE_TOO_LONG);
                 return Next::Close;
             }
+            Err(ReadError::Busy) => {
+                // Too many bytes held by all sessions: a temporary refusal.
+                self.data.tx = None;
+                self.transcript
+                    .info("no buffer space for the message, refused");
+                return self.fail(&reply::NO_BUFFER_SPACE);
+            }
+            Err(ReadError::Evicted) => {
+                self.reply(&reply::IDLE_EVICTED);
+                return Next::Close;
+            }
             Err(ReadError::Eof | ReadError::Io) => return Next::Close,
         };
         self.data.tx = None;
         self.transcript
             .info(&format!("message of {} octets received", message.len()));
-        let (message, refused) = self.check_shape(message).await;
+        let limits = &self.ctx.config.limits;
+        let (message, refused) = check_shape(message, limits.message(), limits.max_hops).await;
         if let Some(r) = refused {
             self.transcript
                 .info(&format!("message refused: {}", r.text));
@@ -61,28 +73,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Next::Continue
         }
     }
+}
 
-    /// The limits on the message's shape, before anything parses it: MIME
-    /// nesting, parts and header sections ([`message::check`], one linear
-    /// pass on a blocking thread), then the hop count (RFC 5321 §6.3).
-    /// Gives the message back with the refusal, if any.
-    async fn check_shape(&self, message: Vec<u8>) -> (Vec<u8>, Option<Reply>) {
-        let limits = &self.ctx.config.limits;
-        let (shape_limits, max_hops) = (limits.message(), limits.max_hops);
-        let checked = tokio::task::spawn_blocking(move || {
-            let r = message::check(&message, &shape_limits);
-            (message, r)
-        })
-        .await;
-        let Ok((message, result)) = checked else {
-            return (Vec::new(), Some(reply::LOCAL_ERROR));
-        };
-        match result {
-            Err(e) => (message, Some(reply::message_limit(&e))),
-            // RFC 5321 §6.3: a message with too many Received fields is
-            // looping; refused, not delivered or relayed.
-            Ok(shape) if shape.hops >= max_hops => (message, Some(reply::TOO_MANY_HOPS)),
-            Ok(_) => (message, None),
-        }
+/// The limits on the message's shape, before anything parses it: MIME
+/// nesting, parts and header sections ([`message::check`], one linear
+/// pass on a blocking thread), then the hop count (RFC 5321 §6.3).
+/// Gives the message back with the refusal, if any. (A free function: the
+/// session is not `Sync`, so it is not held across the await.)
+async fn check_shape(
+    message: Vec<u8>,
+    shape_limits: message::Limits,
+    max_hops: usize,
+) -> (Vec<u8>, Option<Reply>) {
+    let checked = tokio::task::spawn_blocking(move || {
+        let r = message::check(&message, &shape_limits);
+        (message, r)
+    })
+    .await;
+    let Ok((message, result)) = checked else {
+        return (Vec::new(), Some(reply::LOCAL_ERROR));
+    };
+    match result {
+        Err(e) => (message, Some(reply::message_limit(&e))),
+        // RFC 5321 §6.3: a message with too many Received fields is
+        // looping; refused, not delivered or relayed.
+        Ok(shape) if shape.hops >= max_hops => (message, Some(reply::TOO_MANY_HOPS)),
+        Ok(_) => (message, None),
     }
 }

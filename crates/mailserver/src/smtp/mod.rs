@@ -28,76 +28,47 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::server::{ConnectionSlot, Context, Service};
+use crate::admission::Life;
+use crate::server::{Accepted, Context, Service};
 use crate::transcript::Transcript;
 use session::{Next, Session, TlsActive};
 
 /// The registered handler of the SMTP services (see `server::handler`).
-pub fn handle(
-    ctx: Arc<Context>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    service: Service,
-    slot: Option<ConnectionSlot>,
-) -> crate::server::Session {
-    Box::pin(async move {
-        let transcript = ctx.transcripts.session("smtp", peer);
-        transcript.info(&format!(
-            "connection from {peer} to {} ({})",
-            service.name(),
-            stream
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default()
-        ));
-        serve(ctx, stream, peer, service, slot, transcript).await;
-    })
+pub fn handle(ctx: Arc<Context>, a: Accepted) -> crate::server::Session {
+    Box::pin(serve(
+        ctx,
+        a.stream,
+        a.peer,
+        a.service,
+        a.tls,
+        a.transcript,
+        a.life,
+    ))
 }
 
-/// Serves one connection on any stream (TCP in production, duplex in tests).
+/// Serves one admitted connection on any stream (TCP or TLS in
+/// production, duplex in tests); `tls` is `Some` on the implicit-TLS port
+/// 465 (RFC 8314 §3.3: TLS from the first byte, then the greeting).
 pub async fn serve<S>(
     ctx: Arc<Context>,
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     service: Service,
-    slot: Option<ConnectionSlot>,
+    tls: Option<TlsActive>,
     transcript: Transcript,
+    life: Life,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Some(_slot) = slot else {
-        let r = reply::TOO_MANY_CONNECTIONS.to_wire();
-        transcript.server(&r);
-        transcript.info("too many connections from this address, refused");
-        let _ = stream.write_all(r.as_bytes()).await;
-        let _ = stream.shutdown().await;
-        return;
-    };
-    let handshake = ctx.config.limits.command_timeout();
-    if service.implicit_tls() {
-        // RFC 8314 §3.3: TLS from the first byte, then the SMTP greeting.
-        let acceptor = ctx.tls_acceptor.clone();
-        let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                transcript.info(&format!("TLS handshake failed: {e}"));
-                return;
-            }
-            Err(_) => {
-                transcript.info("TLS handshake timed out");
-                return;
-            }
-        };
-        let info = tls_active(tls.get_ref().1);
-        transcript.info(&format!("TLS {} {}", info.version, info.cipher));
-        let mut session = Session::new(ctx, tls, peer, service, Some(info), transcript);
+    if tls.is_some() {
+        let mut session = Session::new(ctx, stream, peer, service, tls, transcript).with_life(life);
         session.run(true).await;
         close(session.into_stream()).await;
         return;
     }
-    let mut session = Session::new(ctx.clone(), stream, peer, service, None, transcript.clone());
+    let mut session = Session::new(ctx.clone(), stream, peer, service, None, transcript.clone())
+        .with_life(life.clone());
     if session.run(true).await != Next::StartTls {
         close(session.into_stream()).await;
         return;
@@ -105,28 +76,14 @@ pub async fn serve<S>(
     // RFC 3207 §4.2: the plaintext session is consumed; nothing learned
     // before TLS (HELO, AUTH, transaction) carries over.
     let stream = session.into_stream();
-    let acceptor = ctx.tls_acceptor.clone();
-    let tls = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            transcript.info(&format!("TLS handshake failed: {e}"));
-            return;
-        }
-        Err(_) => {
-            transcript.info("TLS handshake timed out");
-            return;
-        }
+    let Some((tls, info)) =
+        crate::server::handshake(&ctx, stream, &life, &transcript, "STARTTLS:").await
+    else {
+        return;
     };
-    let info = tls_active(tls.get_ref().1);
-    transcript.info(&format!("STARTTLS: {} {}", info.version, info.cipher));
-    let mut session = Session::new(ctx, tls, peer, service, Some(info), transcript);
+    let mut session = Session::new(ctx, tls, peer, service, Some(info), transcript).with_life(life);
     session.run(false).await;
     close(session.into_stream()).await;
-}
-
-fn tls_active(conn: &rustls::ServerConnection) -> TlsActive {
-    let (version, cipher) = crate::tls::describe(conn);
-    TlsActive { version, cipher }
 }
 
 async fn close<S: AsyncWrite + Unpin>(mut stream: S) {

@@ -103,6 +103,24 @@ pub const TOO_MANY_CONNECTIONS: Reply = Reply::fixed(
     "4.7.0",
     "Too many connections from your address, try again later",
 );
+/// 421 an idle connection gives way to a new client (connection caps).
+pub const IDLE_EVICTED: Reply = Reply::fixed(
+    421,
+    "4.7.0",
+    "Idle connection closed to make room for other clients",
+);
+/// 421 too many junk commands (Postfix `smtpd_junk_command_limit`).
+pub const TOO_MANY_JUNK: Reply = Reply::fixed(
+    421,
+    "4.7.0",
+    "Too many NOOP, RSET or VRFY commands, closing the connection",
+);
+/// 452 the server holds too many incoming bytes right now (RFC 3463 X.3.1).
+pub const NO_BUFFER_SPACE: Reply = Reply::fixed(
+    452,
+    "4.3.1",
+    "Insufficient system storage for the message now, try again later",
+);
 /// 421 server shutting down or internal failure of the session.
 pub const SHUTTING_DOWN: Reply = Reply::fixed(
     421,
@@ -194,12 +212,6 @@ pub const AUTH_INVALID: Reply = Reply::fixed(
     535,
     "5.7.8",
     "Authentication credentials invalid (user is the full mailbox address)",
-);
-/// 454/421 too many failed logins.
-pub const AUTH_RATE_LIMITED: Reply = Reply::fixed(
-    454,
-    "4.7.0",
-    "Too many failed logins from your address, try again in a minute",
 );
 /// 550 SPF fail under a `-all` policy (RFC 7372 §3.2, X.7.23).
 pub const SPF_FAIL_STATUS: &str = "5.7.23";

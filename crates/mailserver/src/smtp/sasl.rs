@@ -63,10 +63,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.transcript.info("authentication failed");
                 self.fail(&reply::AUTH_INVALID)
             }
-            Err(LoginError::RateLimited) => {
-                self.transcript.info("authentication refused: rate limited");
-                self.fail(&reply::AUTH_RATE_LIMITED)
-            }
         }
     }
 

@@ -14,28 +14,19 @@ use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::accounts::Authenticated;
+use crate::admission::{Held, Life};
 use crate::auth::SpfCheck;
 use crate::server::{Context, Service};
 use crate::transcript::Transcript;
 
 use super::reply::{self, Reply};
 
-/// Errors in a session before it is closed.
-pub const MAX_ERRORS: u32 = 20;
 /// Recipients per transaction (RFC 5321 §4.5.3.1.8 asks for at least 100).
 pub const MAX_RECIPIENTS: usize = 100;
 /// Read chunk size.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Proof that TLS is active on the session: the negotiated version and
-/// cipher suite (for the Received header and the transcript).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsActive {
-    /// `TLS1.3` or `TLS1.2`.
-    pub version: String,
-    /// The cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
-    pub cipher: String,
-}
+pub use crate::tls::TlsActive;
 
 /// Facts of the connection resolved at connect (and after STARTTLS).
 #[derive(Debug, Clone)]
@@ -52,6 +43,8 @@ pub struct SessionParams {
     pub max_size: usize,
     /// Time to wait for each command or data chunk.
     pub timeout: Duration,
+    /// Time to write the replies.
+    pub write_timeout: Duration,
 }
 
 /// The mail transaction in progress (RFC 5321 §3.3).
@@ -87,6 +80,8 @@ pub struct SessionData {
     pub tx: Option<Transaction>,
     /// Errors so far.
     pub errors: u32,
+    /// Junk commands (NOOP, RSET, VRFY) so far.
+    pub junk: u32,
     /// Messages accepted in this session.
     pub messages: u32,
 }
@@ -113,6 +108,10 @@ pub enum ReadError {
     TooLong,
     /// I/O error.
     Io,
+    /// The idle connection gave way to a new client (connection caps).
+    Evicted,
+    /// The server holds too many bytes of all sessions right now.
+    Busy,
 }
 
 /// An SMTP session over stream `S`.
@@ -126,6 +125,12 @@ pub struct Session<S> {
     /// Per-client state.
     pub data: SessionData,
     pub(crate) transcript: Transcript,
+    /// Idle phases and eviction.
+    life: Life,
+    /// Bytes of the message being received, from the server's budget.
+    held: Held,
+    /// Delay before the next write (error replies past the soft limit).
+    delay: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -146,6 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             max_line: limits.max_line_length.max(512),
             max_size: limits.max_message_size,
             timeout: limits.command_timeout(),
+            write_timeout: limits.write_timeout(),
         };
         Self {
             ctx,
@@ -155,7 +161,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             params,
             data: SessionData::default(),
             transcript,
+            life: Life::detached(),
+            held: Held::default(),
+            delay: Duration::ZERO,
         }
+    }
+
+    /// The session's admission handle (idle phases, eviction).
+    pub fn with_life(mut self, life: Life) -> Self {
+        self.life = life;
+        self
     }
 
     /// Gives the stream back (for STARTTLS). Unread input is dropped: a
@@ -191,31 +206,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self.out.extend_from_slice(wire.as_bytes());
     }
 
-    /// Sends queued replies.
+    /// Sends queued replies (after the error delay, if one is due), within
+    /// the write timeout.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
+            // The error delay is an idle phase: a client busy failing may
+            // give way to a new one.
+            let delay = std::mem::take(&mut self.delay);
+            if !delay.is_zero() && self.life.idle(tokio::time::sleep(delay)).await.is_none() {
+                return Err(std::io::ErrorKind::ConnectionAborted.into());
+            }
             let out = std::mem::take(&mut self.out);
-            tokio::time::timeout(self.params.timeout, self.stream.write_all(&out))
+            let write = async {
+                self.stream.write_all(&out).await?;
+                self.stream.flush().await
+            };
+            tokio::time::timeout(self.params.write_timeout, write)
                 .await
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-            self.stream.flush().await?;
         }
         Ok(())
     }
 
     /// Reads more input (flushing replies first), with the command timeout.
+    /// Waiting for a command outside a transaction and before AUTH is an
+    /// idle phase: the connection may give way to a new client.
     async fn fill(&mut self) -> Result<(), ReadError> {
         self.flush().await.map_err(|_| ReadError::Io)?;
         // Straight into the spare capacity of the input buffer: no zeroed
         // chunk allocated and copied per read.
         self.inbuf.reserve(READ_CHUNK);
-        match tokio::time::timeout(self.params.timeout, self.stream.read_buf(&mut self.inbuf)).await
-        {
-            Err(_) => Err(ReadError::Timeout),
-            Ok(Err(_)) => Err(ReadError::Io),
-            Ok(Ok(0)) => Err(ReadError::Eof),
-            Ok(Ok(_)) => Ok(()),
+        self.life
+            .set_protected(self.data.auth.is_some() || self.data.tx.is_some());
+        let read = tokio::time::timeout(self.params.timeout, self.stream.read_buf(&mut self.inbuf));
+        match self.life.idle(read).await {
+            None => Err(ReadError::Evicted),
+            Some(Err(_)) => Err(ReadError::Timeout),
+            Some(Ok(Err(_))) => Err(ReadError::Io),
+            Some(Ok(Ok(0))) => Err(ReadError::Eof),
+            Some(Ok(Ok(_))) => Ok(()),
         }
+    }
+
+    /// Grows `message` so it can take the buffered input, with the bytes
+    /// taken from the server's budget first. False: no budget now.
+    async fn make_room(&mut self, message: &mut Vec<u8>) -> bool {
+        let need = message.len() + 2 * self.inbuf.len() + 2;
+        if need <= message.capacity() {
+            return true;
+        }
+        let cap = (message.capacity() * 2)
+            .max(need)
+            .min(self.params.max_size + 2 * self.inbuf.len() + 2);
+        let extra = cap.saturating_sub(self.held.bytes());
+        let wait = Duration::from_secs(5);
+        if !self.ctx.budget.reserve(&mut self.held, extra, wait).await {
+            return false;
+        }
+        message.reserve_exact(cap - message.len());
+        true
     }
 
     /// Reads one line, LF included. RFC 5321 §4.5.3.1.4: command lines are
@@ -246,8 +295,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// `<LF>.<LF>` cannot end the message early (SMTP smuggling).
     pub async fn read_data(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         let limit = self.params.max_size;
-        let mut message = Vec::with_capacity(8192);
+        let mut message = Vec::new();
         let mut too_big = false;
+        let mut busy = false;
         let mut at_line_start = true;
         let mut prev_crlf = true;
         let push = |message: &mut Vec<u8>, too_big: &mut bool, bytes: &[u8]| {
@@ -262,6 +312,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         };
         loop {
+            if !too_big && !self.make_room(&mut message).await {
+                // Read and drop the rest; the caller answers 452 4.3.1.
+                (busy, too_big, message) = (true, true, Vec::new());
+            }
             let mut start = 0;
             while let Some(off) = self.inbuf[start..].iter().position(|&b| b == b'\n') {
                 let end = start + off + 1;
@@ -269,6 +323,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 let crlf = line.ends_with(b"\r\n");
                 if at_line_start && prev_crlf && line == b".\r\n" {
                     self.inbuf.drain(..end);
+                    if busy {
+                        return Err(ReadError::Busy);
+                    }
                     return Ok(if too_big { None } else { Some(message) });
                 }
                 let line = if at_line_start && line.first() == Some(&b'.') {
@@ -306,14 +363,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     /// Counts a client error; true when the session should be closed.
+    /// Past `limits.soft_error_limit` the reply is delayed, at
+    /// `limits.hard_error_limit` the session ends (Postfix's
+    /// `smtpd_soft_error_limit`, `smtpd_error_sleep_time`,
+    /// `smtpd_hard_error_limit`).
     pub fn error(&mut self, r: &Reply) -> bool {
         self.reply(r);
         self.data.errors += 1;
-        if self.data.errors >= MAX_ERRORS {
+        let limits = &self.ctx.config.limits;
+        self.delay += limits.error_delay(self.data.errors);
+        if self.data.errors >= limits.hard_error_limit {
             self.reply(&reply::TOO_MANY_ERRORS);
             return true;
         }
         false
+    }
+
+    /// Counts a junk command (NOOP, RSET, VRFY) answered with `r`: past
+    /// `limits.junk_command_limit` each one also counts as an error
+    /// (Postfix `smtpd_junk_command_limit`), so a client looping on them
+    /// is slowed down and disconnected.
+    fn junk(&mut self, r: &Reply) -> Next {
+        self.data.junk += 1;
+        if self.data.junk <= self.ctx.config.limits.junk_command_limit {
+            self.reply(r);
+            return Next::Continue;
+        }
+        if self.error(r) {
+            self.transcript.info("too many junk commands, closing");
+            return Next::Close;
+        }
+        Next::Continue
     }
 
     /// Runs the session until QUIT, an error, or STARTTLS.
@@ -339,12 +419,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.reply(&reply::TIMEOUT);
                     break Next::Close;
                 }
-                Err(ReadError::Eof | ReadError::Io) => {
+                Err(ReadError::Evicted) => {
+                    self.transcript
+                        .info("idle connection gave way to a new client, closing");
+                    self.reply(&reply::IDLE_EVICTED);
+                    break Next::Close;
+                }
+                Err(ReadError::Eof | ReadError::Io | ReadError::Busy) => {
                     self.transcript.info("connection closed by the client");
                     return Next::Close;
                 }
             };
-            match self.command(&line).await {
+            let next = self.command(&line).await;
+            // The message's bytes go back to the budget.
+            self.held = Held::default();
+            match next {
                 Next::Continue => continue,
                 other => break other,
             }
@@ -395,17 +484,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Request::Rset => {
                 // RFC 5321 §4.1.1.5
                 self.data.tx = None;
-                self.reply(&reply::RESET_OK);
-                Next::Continue
+                self.junk(&reply::RESET_OK)
             }
-            Request::Noop { .. } => {
-                self.reply(&reply::OK);
-                Next::Continue
-            }
+            Request::Noop { .. } => self.junk(&reply::OK),
             Request::Vrfy { .. } => {
                 // RFC 5321 §7.3: VRFY may be declined; 252 as §3.5.3 suggests.
-                self.reply(&reply::CANNOT_VRFY);
-                Next::Continue
+                self.junk(&reply::CANNOT_VRFY)
             }
             Request::Quit => {
                 self.reply(&reply::BYE);

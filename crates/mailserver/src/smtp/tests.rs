@@ -125,15 +125,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 async fn session(ctx: &Arc<Context>, service: Service) -> Client<DuplexStream> {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-    let slot = ctx.admit(peer.ip());
     let transcript = ctx.transcripts.session("smtp", peer);
     tokio::spawn(super::serve(
         ctx.clone(),
         server,
         peer,
         service,
-        slot,
+        None,
         transcript,
+        crate::admission::Life::detached(),
     ));
     let mut c = Client {
         io: BufReader::new(client),
@@ -235,7 +235,7 @@ async fn starttls_discards_injected_commands_and_resets_state() {
 }
 
 #[tokio::test]
-async fn auth_failures_are_rate_limited() {
+async fn auth_failures_are_slowed_down() {
     let ctx = context(1000, 100_000).await;
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer: SocketAddr = "192.0.2.8:40000".parse().unwrap();
@@ -264,11 +264,14 @@ async fn auth_failures_are_rate_limited() {
     }
     let good = base64::engine::general_purpose::STANDARD
         .encode(format!("\0user@example.test\0{PASSWORD}"));
-    // Past the limit even the right password is refused.
-    c.cmd(&format!("AUTH PLAIN {good}"), "454 4.7.0").await;
+    // Past the free failures the right password waits the auth penalty
+    // (1 s by default), and is accepted.
     // AUTH LOGIN cancelled with "*".
     c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6").await;
     c.cmd("*", "501 5.0.0").await;
+    let t = std::time::Instant::now();
+    c.cmd(&format!("AUTH PLAIN {good}"), "235 2.7.0").await;
+    assert!(t.elapsed() >= Duration::from_millis(900));
 }
 
 #[tokio::test]
@@ -291,28 +294,60 @@ async fn limits_line_length_size_and_connections() {
         .await;
     assert_eq!(c.reply().await, "", "closed after the long line");
 
-    // Connections per address: 4 allowed, the 5th gets 421.
+    // Connections per address: 4 allowed; with all 4 idle before any
+    // transaction, the oldest gives way to a 5th with 421 and the 5th is
+    // served. With none idle, the 5th is refused.
     let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(session(&ctx, Service::Smtp).await);
+    for i in 0..4 {
+        let slot = ctx.connections.admit(peer_ip()).unwrap();
+        held.push((admitted(&ctx, &slot, i).await, slot));
     }
-    let (client, server) = tokio::io::duplex(1024);
-    let peer: SocketAddr = "192.0.2.7:40001".parse().unwrap();
-    let slot = ctx.admit(peer.ip());
-    assert!(slot.is_none());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let slot = ctx
+        .connections
+        .admit(peer_ip())
+        .expect("an idle one gives way");
+    let mut fifth = admitted(&ctx, &slot, 9).await;
+    let bye = held[0].0.reply().await;
+    assert!(bye.starts_with("421 4.7.0 Idle connection closed"), "{bye}");
+    fifth.cmd("EHLO x", "250").await;
+    fifth.cmd("MAIL FROM:<>", "250 2.1.0").await;
+    for (c, _) in &mut held[1..] {
+        c.cmd("EHLO x", "250").await;
+        c.cmd("MAIL FROM:<>", "250 2.1.0").await;
+    }
+    // All four in a transaction: nobody gives way.
+    assert!(ctx.connections.admit(peer_ip()).is_none());
+}
+
+fn peer_ip() -> std::net::IpAddr {
+    "192.0.2.77".parse().unwrap()
+}
+
+/// A session admitted through the registry (as the listener does).
+async fn admitted(
+    ctx: &Arc<Context>,
+    slot: &crate::admission::Slot,
+    port: u16,
+) -> Client<DuplexStream> {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let peer = SocketAddr::new(peer_ip(), 40000 + port);
     let transcript = ctx.transcripts.session("smtp", peer);
     tokio::spawn(super::serve(
         ctx.clone(),
         server,
         peer,
         Service::Smtp,
-        slot,
+        None,
         transcript,
+        slot.life().clone(),
     ));
     let mut c = Client {
         io: BufReader::new(client),
     };
-    assert!(c.reply().await.starts_with("421 4.7.0"));
+    let greeting = c.reply().await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    c
 }
 
 /// Property test: arbitrary bytes (random, and random mutations of a valid
