@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod filter;
+pub mod fuzzing;
 pub mod imap;
 pub mod pop3;
 pub mod queue;
