@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::exit;
 use crate::runtime::docker::Docker;
-use crate::runtime::local::{Local, remove_lab_dir};
+use crate::runtime::local::{Local, purgeable, remove_lab_dir};
 use crate::runtime::{Removed, Runtime, discover, lock};
 
 /// Runs `labctl down`.
@@ -48,6 +48,24 @@ pub fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result<ExitC
                 set
             }
         };
+        if purge {
+            // Issue 13: every folder --purge would delete is checked before
+            // anything (container, process, volume, folder) is removed.
+            for v in &variants {
+                let mut dirs: Vec<PathBuf> = Local
+                    .labs(Some(*v))
+                    .await?
+                    .into_iter()
+                    .map(|l| l.dir)
+                    .collect();
+                if let Some(d) = &docker {
+                    dirs.extend(d.recorded_dirs(Some(*v)).await?.into_values());
+                }
+                for dir in dirs {
+                    purgeable(&dir, *v)?;
+                }
+            }
+        }
         let mut removed = Removed::default();
         for v in &variants {
             let _lock = lock::lock(*v)?;
@@ -57,9 +75,16 @@ pub fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result<ExitC
             removed.extend(Local.down(Some(*v), purge).await?);
             if purge && variant.is_some() {
                 // The default lab directory of this folder, if no label recorded it.
+                // A guess, not a recorded folder: one that labctl did not make is kept, said once.
                 let dir = std::path::absolute(PathBuf::from(format!("lab-{v:02}")))?;
-                if remove_lab_dir(&dir, *v)? {
-                    removed.dirs.push(dir);
+                match remove_lab_dir(&dir, *v) {
+                    Ok(true) => removed.dirs.push(dir),
+                    Ok(false) => {}
+                    Err(_) => eprintln!(
+                        "note: kept {}: not a lab directory of labctl (no {} file)",
+                        dir.display(),
+                        crate::render::layout::MARKER
+                    ),
                 }
             }
         }

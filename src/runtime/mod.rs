@@ -91,6 +91,9 @@ pub enum RuntimeError {
     /// Something else about the environment.
     #[error("{0}")]
     Environment(String),
+    /// A folder that labctl did not create, where it would chown or delete (issue 13).
+    #[error("{0}")]
+    NotALabDir(String),
 }
 
 impl RuntimeError {
@@ -98,6 +101,16 @@ impl RuntimeError {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }
+    }
+}
+
+/// Fails unless `dir` is a lab directory made by labctl (its marker, see
+/// [`crate::render::claim`]): nothing is chowned or deleted elsewhere.
+pub fn ensure_lab_dir(dir: &Path) -> Result<(), RuntimeError> {
+    use crate::render::claim::{Ownership, ownership, refusal};
+    match ownership(dir) {
+        Ownership::Ours => Ok(()),
+        _ => Err(RuntimeError::NotALabDir(refusal(dir))),
     }
 }
 
