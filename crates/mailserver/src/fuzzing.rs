@@ -183,7 +183,11 @@ impl Harness {
                 .map_err(|e| setup("argon2", e))?
                 .to_string()
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // One worker thread, with tokio's default stack like the server's
+        // workers: a session runs there, so a deep recursion overflows here
+        // exactly when it would in the server.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| setup("runtime", e))?;
@@ -303,10 +307,12 @@ auth: {{allow_plaintext: true}}
             dkim: "none",
             dmarc: "none",
         };
-        let accepted = matches!(
-            crate::filter::run_stage(&self.ctx.filters, &input),
-            Ok(Ok(_))
-        );
+        let accepted = on_worker_stack(|| {
+            matches!(
+                crate::filter::run_stage(&self.ctx.filters, &input),
+                Ok(Ok(_))
+            )
+        });
         bounded(start)?;
         Ok(accepted)
     }
@@ -316,12 +322,15 @@ auth: {{allow_plaintext: true}}
     pub fn zip(&self, archive: &[u8]) -> Result<usize, Slow> {
         let start = Instant::now();
         let message = zip_message(archive);
-        let mut visited = 0usize;
-        let _ = walk::walk::<()>(&message, Limits::default(), &mut |item| {
-            visited += 1;
-            // Touch every byte, as a scanner would.
-            let _ = std::hint::black_box(item.data.iter().fold(0u8, |a, b| a ^ b));
-            Ok(None)
+        let visited = on_worker_stack(|| {
+            let mut visited = 0usize;
+            let _ = walk::walk::<()>(&message, Limits::default(), &mut |item| {
+                visited += 1;
+                // Touch every byte, as a scanner would.
+                let _ = std::hint::black_box(item.data.iter().fold(0u8, |a, b| a ^ b));
+                Ok(None)
+            });
+            visited
         });
         bounded(start)?;
         Ok(visited)
@@ -332,13 +341,22 @@ auth: {{allow_plaintext: true}}
     fn session<F, Fut>(&self, input: &[u8], reset: bool, serve: F) -> Result<usize, Slow>
     where
         F: FnOnce(Arc<Context>, DuplexStream, SocketAddr) -> Fut,
-        Fut: std::future::Future<Output = ()>,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         self.trim(reset);
         let start = Instant::now();
         let peer: SocketAddr = PEER.parse().expect("peer address");
         let (client, server) = tokio::io::duplex(PIPE);
-        let session = serve(self.ctx.clone(), server, peer);
+        // Spawned like the listener spawns it: on a runtime worker.
+        let task = self.rt.spawn(serve(self.ctx.clone(), server, peer));
+        let abort = task.abort_handle();
+        let session = async move {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        };
         let sent = self.rt.block_on(async move {
             let (mut rd, mut wr) = tokio::io::split(client);
             let write = async move {
@@ -365,7 +383,10 @@ auth: {{allow_plaintext: true}}
         });
         match sent {
             Ok(n) => bounded(start).map(|()| n),
-            Err(_) => Err(Slow(start.elapsed())),
+            Err(_) => {
+                abort.abort();
+                Err(Slow(start.elapsed()))
+            }
         }
     }
 
@@ -399,6 +420,22 @@ auth: {{allow_plaintext: true}}
             }
         }
     }
+}
+
+/// Runs `f` on a thread with the stack of a tokio worker or blocking thread
+/// (2 MiB), where the server runs the filters, not on the caller's.
+fn on_worker_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    const WORKER_STACK: usize = 2 * 1024 * 1024;
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .stack_size(WORKER_STACK)
+            .spawn_scoped(scope, f)
+            .expect("spawn a thread");
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
 }
 
 fn bounded(start: Instant) -> Result<(), Slow> {
