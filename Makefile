@@ -4,7 +4,9 @@ TARGET  := x86_64-unknown-linux-gnu
 BIN     := target/$(TARGET)/release/labctl
 VARIANT ?= 7
 
-.PHONY: help build image up verify down test bench lint
+FUZZ_SECS ?= 600
+
+.PHONY: help build image up verify down test bench lint fuzz
 
 help:
 	@echo "make build            static release binary ($(BIN))"
@@ -15,6 +17,7 @@ help:
 	@echo "make test             install the test tools (Debian packages) and run every test"
 	@echo "make bench            run the benchmarks and print their figures"
 	@echo "make lint             cargo fmt --check and clippy -D warnings"
+	@echo "make fuzz             run every cargo-fuzz target FUZZ_SECS s (default 600; nightly toolchain)"
 
 # One profile and one target for everything (.cargo/config.toml): the binary
 # the tests run is the static binary that goes into the image.
@@ -43,3 +46,9 @@ bench: build
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# Nightly only for the fuzz crate (fuzz/, its own workspace); findings are
+# minimized into fuzz/regressions/<target>/, which `make test` replays on
+# stable. FUZZ_TARGETS="smtp dns" picks targets, FUZZ_JOBS=2 runs two at once.
+fuzz:
+	FUZZ_SECS=$(FUZZ_SECS) bash scripts/fuzz.sh

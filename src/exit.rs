@@ -58,13 +58,20 @@ pub fn code_of(error: &anyhow::Error) -> ExitCode {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return ExitCode::from(f.kind as u8);
         }
-        if cause.is::<crate::variant::VariantError>() || cause.is::<crate::plan::PlanError>() {
+        if cause.is::<crate::variant::VariantError>()
+            || cause.is::<crate::plan::PlanError>()
+            || matches!(
+                cause.downcast_ref::<crate::render::RenderError>(),
+                Some(crate::render::RenderError::NotALabDir { .. })
+            )
+        {
             return ExitCode::from(Kind::Usage as u8);
         }
         if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>() {
             return ExitCode::from(match e {
                 crate::runtime::RuntimeError::NotReady(_) => Kind::CheckFailed,
                 crate::runtime::RuntimeError::NoLogs(_) => Kind::Usage,
+                crate::runtime::RuntimeError::NotALabDir(_) => Kind::Usage,
                 _ => Kind::Environment,
             } as u8);
         }

@@ -204,6 +204,58 @@ fn check_answers(j: &Value) {
     }
 }
 
+/// Issue 13 (docs/security.md): the DNS container mounts only its zones; a
+/// mail container the CA certificate and its own certificate, key, DKIM key
+/// and config folder (read-only) and its data volume; no container sees the
+/// CA key or the other domain's keys.
+fn check_mounts(j: &Value) {
+    let mounts = |container: &str| -> Vec<Value> {
+        let json = docker(&["inspect", "-f", "{{json .Mounts}}", container]);
+        serde_json::from_str(&json).expect("docker inspect .Mounts is JSON")
+    };
+    let destinations = |m: &[Value]| -> BTreeSet<String> {
+        m.iter()
+            .map(|m| m["Destination"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let dns = mounts(j["dns"]["container"].as_str().unwrap());
+    assert_eq!(
+        destinations(&dns),
+        BTreeSet::from(["/lab/dns".to_string()]),
+        "{dns:?}"
+    );
+    let domains: Vec<String> = j["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["domain"].as_str().unwrap().to_string())
+        .collect();
+    for s in j["servers"].as_array().unwrap() {
+        let d = s["domain"].as_str().unwrap();
+        let m = mounts(s["container"].as_str().unwrap());
+        let expected: BTreeSet<String> = [
+            "/lab/ca/ca.crt".to_string(),
+            format!("/lab/certs/mail.{d}.crt"),
+            format!("/lab/certs/mail.{d}.key"),
+            format!("/lab/dkim/{d}.key"),
+            format!("/lab/servers/mail.{d}"),
+            "/data".to_string(),
+        ]
+        .into();
+        assert_eq!(destinations(&m), expected, "{d}: {m:?}");
+        for mount in &m {
+            let source = mount["Source"].as_str().unwrap_or_default();
+            assert!(!source.ends_with("ca.key"), "{d} mounts {source}");
+            for other in domains.iter().filter(|o| *o != d) {
+                assert!(!source.contains(other.as_str()), "{d} mounts {source}");
+            }
+            if mount["Type"] == "bind" {
+                assert_eq!(mount["RW"], false, "{d}: {mount}");
+            }
+        }
+    }
+}
+
 fn status_json(variant: Option<u32>) -> Value {
     let mut cmd = labctl();
     cmd.args(["status", "--json"]);
@@ -238,6 +290,7 @@ fn docker_lab_up_converges_runs_beside_others_and_goes_down() {
     let j = status_json(Some(7));
     check_status_schema(&j, 7);
     check_answers(&j);
+    check_mounts(&j);
     let ids = container_ids(7);
     assert_eq!(ids.len(), 3, "{ids:?}");
 
@@ -631,6 +684,7 @@ fn docker_compose_file_runs_a_lab_that_verify_passes() {
     }
     let (o, json) = verify_json(2, &[]);
     assert_eq!(o.status.code(), Some(0), "{:#?}", failures(&json));
+    check_mounts(&status_json(Some(2)));
     // Network and volumes carry the labels too: `down --purge` removes all.
     let o = run(labctl()
         .args(["down", "--variant", "2", "--purge"])

@@ -416,7 +416,32 @@ fn compose_file_is_valid_for_docker_compose() {
         let config: serde_yaml::Value = serde_yaml::from_str(&stdout(&o)).unwrap();
         let services = config["services"].as_mapping().expect("services");
         assert_eq!(services.len(), 3, "{config:?}");
-        for (_, s) in services {
+        for (service, s) in services {
+            // Issue 13: each container mounts only its own files (docs/security.md).
+            let volumes = serde_yaml::to_string(&s["volumes"]).unwrap();
+            let service = service.as_str().unwrap();
+            assert!(
+                !volumes.contains("ca.key"),
+                "{service} mounts the CA key: {volumes}"
+            );
+            let mine = service.strip_prefix("mail.");
+            for domain in ["flower.org", "zone04.edu"] {
+                for key in [format!("mail.{domain}.key"), format!("dkim/{domain}.key")] {
+                    assert_eq!(
+                        volumes.contains(&key),
+                        mine == Some(domain),
+                        "{service}: {key} in {volumes}"
+                    );
+                }
+            }
+            if mine.is_none() {
+                assert_eq!(
+                    s["volumes"].as_sequence().map(Vec::len),
+                    Some(1),
+                    "{volumes}"
+                );
+                assert!(volumes.contains("/dns:/lab/dns:ro"), "{volumes}");
+            }
             assert_eq!(
                 s["image"].as_str(),
                 Some(&*format!("labctl:{}", env!("CARGO_PKG_VERSION")))
@@ -436,4 +461,120 @@ fn compose_file_is_valid_for_docker_compose() {
         assert_eq!(network["name"].as_str(), Some(&*name));
         assert_eq!(network["labels"]["io.labctl.instance"].as_str(), instance);
     }
+}
+
+/// Issue 13: files with secrets are 0600 (the servers run as their owner),
+/// the rest 0644, and the folder carries labctl's marker.
+#[test]
+fn secrets_are_0600_and_the_lab_directory_is_marked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lab-07");
+    // An older config of mode 0644 is narrowed when rendered again.
+    render(7, &dir, &[]);
+    let config = dir.join("servers/mail.metal.com/config.yaml");
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    render(7, &dir, &[]);
+    let mode = |rel: &str| fs::metadata(dir.join(rel)).unwrap().permissions().mode() & 0o777;
+    for secret in [
+        "ca/ca.key",
+        "certs/mail.metal.com.key",
+        "certs/mail.zone07.org.key",
+        "dkim/metal.com.key",
+        "dkim/zone07.org.key",
+        "servers/mail.metal.com/config.yaml",
+        "servers/mail.zone07.org/config.yaml",
+        "credentials.txt",
+        "lab.json",
+    ] {
+        assert_eq!(mode(secret), 0o600, "{secret} has mode {:o}", mode(secret));
+    }
+    for public in [
+        "ca/ca.crt",
+        "certs/mail.metal.com.crt",
+        "dns/metal.com.zone",
+        "compose.yml",
+    ] {
+        assert_eq!(mode(public), 0o644, "{public} has mode {:o}", mode(public));
+    }
+    assert!(
+        fs::read_to_string(dir.join(".labctl-lab"))
+            .unwrap()
+            .contains("variant 7")
+    );
+}
+
+/// Issue 13: `render` and `up` (both runtimes) refuse a folder that labctl did
+/// not make, exit 2 with what to do, and change nothing in it; an empty
+/// folder and an older lab directory (no marker, its lab.json records it) are fine.
+#[test]
+fn render_and_up_refuse_a_folder_labctl_did_not_make() {
+    let tmp = tempfile::tempdir().unwrap();
+    let foreign = tmp.path().join("home");
+    fs::create_dir(&foreign).unwrap();
+    fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    fs::set_permissions(&foreign, fs::Permissions::from_mode(0o750)).unwrap();
+    let listing = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for args in [
+        &["render", "--variant", "3"][..],
+        &["up", "--variant", "3", "--runtime", "local"][..],
+        &["up", "--variant", "3", "--runtime", "docker"][..],
+    ] {
+        let o = run(labctl()
+            .args(args)
+            .arg("--dir")
+            .arg(&foreign)
+            .env("XDG_RUNTIME_DIR", tmp.path().join("state")));
+        let e = stderr(&o);
+        if args.contains(&"docker") && o.status.code() == Some(3) {
+            // No Docker engine here: the environment error comes first, nothing written either.
+            assert!(e.contains("Docker"), "{e}");
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+            assert!(
+                e.contains("is not a lab directory of labctl"),
+                "{args:?}: {e}"
+            );
+            assert!(
+                e.contains("what to do: give --dir a new or an empty folder"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            listing(&foreign),
+            ["notes.txt"],
+            "{args:?} wrote into the folder"
+        );
+        assert_eq!(
+            fs::read_to_string(foreign.join("notes.txt")).unwrap(),
+            "mine"
+        );
+        let mode = fs::metadata(&foreign).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o750, "{args:?} changed the folder's mode");
+    }
+    // An empty folder becomes a lab directory.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    render(3, &empty, &[]);
+    assert!(empty.join(".labctl-lab").is_file());
+    // A lab directory of an older labctl (no marker) is adopted and marked.
+    fs::remove_file(empty.join(".labctl-lab")).unwrap();
+    render(3, &empty, &[]);
+    assert!(empty.join(".labctl-lab").is_file());
+    // A copy elsewhere records another folder in its lab.json: refused.
+    let copy = tmp.path().join("copy");
+    fs::create_dir(&copy).unwrap();
+    fs::copy(empty.join("lab.json"), copy.join("lab.json")).unwrap();
+    let o = run(labctl()
+        .args(["render", "--variant", "3", "--dir"])
+        .arg(&copy));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(listing(&copy), ["lab.json"]);
 }

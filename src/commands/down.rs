@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::exit;
-use crate::runtime::local::remove_lab_dir;
+use crate::runtime::local::{purgeable, remove_lab_dir};
 use crate::runtime::{self, LabRuntime, Removed, discover, lock};
 
 /// Runs `labctl down`.
@@ -42,6 +42,17 @@ pub async fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result
                 set
             }
         };
+        if purge {
+            // Issue 13: every folder --purge would delete is checked before
+            // anything (container, process, volume, folder) is removed.
+            for v in &variants {
+                for runtime in &runtimes {
+                    for dir in runtime.lab_dirs(*v).await? {
+                        purgeable(&dir, *v)?;
+                    }
+                }
+            }
+        }
         let mut removed = Removed::default();
         for v in &variants {
             let _lock = lock::lock(*v)?;
@@ -50,9 +61,16 @@ pub async fn run(variant: Option<u32>, all: bool, purge: bool) -> anyhow::Result
             }
             if purge && variant.is_some() {
                 // The default lab directory of this folder, if no label recorded it.
+                // A guess, not a recorded folder: one that labctl did not make is kept, said once.
                 let dir = std::path::absolute(PathBuf::from(format!("lab-{v:02}")))?;
-                if remove_lab_dir(&dir, *v)? {
-                    removed.dirs.push(dir);
+                match remove_lab_dir(&dir, *v) {
+                    Ok(true) => removed.dirs.push(dir),
+                    Ok(false) => {}
+                    Err(_) => eprintln!(
+                        "note: kept {}: not a lab directory of labctl (no {} file)",
+                        dir.display(),
+                        crate::render::layout::MARKER
+                    ),
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! name). Secrets (CA, server keys, DKIM keys, passwords) are kept across runs
 //! unless `fresh` is set, so rendering twice changes nothing.
 
+pub mod claim;
 mod secrets;
 mod templates;
 
@@ -49,6 +50,12 @@ pub enum RenderError {
     /// Key or certificate generation failed.
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    /// `--dir` names a folder that labctl did not create (issue 13).
+    #[error("{message}")]
+    NotALabDir {
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// An existing secret file is malformed.
     #[error("{path}: {problem}; delete it or render with --fresh")]
     BadSecret {
@@ -96,6 +103,12 @@ pub mod layout {
     pub const LAB_JSON: &str = "lab.json";
     /// Compose file.
     pub const COMPOSE: &str = "compose.yml";
+    /// The marker of a lab directory (see `render::claim`).
+    pub const MARKER: &str = super::claim::MARKER;
+    /// Optional lab yara rules of the malware scanner (mounted when present).
+    pub const SCANNER_DIR: &str = "scanner";
+    /// Optional lab spam rules (mounted when present).
+    pub const SPAM_DIR: &str = "spam";
     /// DNS folder (zones and the DNS server's config).
     pub const DNS_DIR: &str = "dns";
     /// The DNS query log in the local runtime (on Docker: the DNS container's output).
@@ -120,12 +133,41 @@ pub mod layout {
     }
     /// Server config of a domain.
     pub fn server_config(domain: &str) -> String {
-        format!("servers/mail.{domain}/config.yaml")
+        format!("{}/config.yaml", server_dir(domain))
+    }
+    /// The folder of a domain's server config.
+    pub fn server_dir(domain: &str) -> String {
+        format!("servers/mail.{domain}")
     }
     /// Data folder of a domain's server in the local runtime.
     pub fn local_data(domain: &str) -> String {
         format!("data/mail.{domain}")
     }
+}
+
+/// What a container mounts of the lab directory, read-only and at the same
+/// path under [`CONTAINER_LAB_DIR`] (issue 13, least privilege, see
+/// docs/security.md): the DNS node (`domain == None`) its zone folder; a
+/// mail server the CA certificate, its own certificate, key, DKIM key and
+/// config folder, and the lab's optional scanner and spam rule folders when
+/// they exist. Never the CA key, never another domain's keys.
+pub fn mounts(dir: &Path, domain: Option<&str>) -> Vec<String> {
+    let Some(d) = domain else {
+        return vec![layout::DNS_DIR.to_string()];
+    };
+    let mut m = vec![
+        layout::CA_CERT.to_string(),
+        layout::server_cert(d),
+        layout::server_key(d),
+        layout::dkim_key(d),
+        layout::server_dir(d),
+    ];
+    for optional in [layout::SCANNER_DIR, layout::SPAM_DIR] {
+        if dir.join(optional).is_dir() {
+            m.push(optional.to_string());
+        }
+    }
+    m
 }
 
 /// One zone file to write.
@@ -138,7 +180,9 @@ struct ZoneFile {
 /// Renders the lab directory of `plan`.
 pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderError> {
     let dir = &plan.dir;
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // Before anything is written: only a folder labctl creates, an empty
+    // one or one it marked before becomes a lab directory.
+    claim::claim(dir, &plan.name, plan.variant.number)?;
     let secrets = Secrets::load_or_generate(plan, options.fresh)?;
     let env = templates::environment(options.templates.as_deref())?;
     let mut out = Writer {
@@ -233,7 +277,8 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
                 relay_port => server.ports.smtp,
             },
         )?;
-        out.write(&layout::server_config(&server.domain), &body, 0o644)?;
+        // 0600: it holds the password hashes (the servers run as the owner).
+        out.write(&layout::server_config(&server.domain), &body, 0o600)?;
     }
 
     // Compose file, credentials, lab.json.
@@ -241,7 +286,12 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
         &env,
         "compose.yml.j2",
         context! { plan => Serde(plan), subnet_cidr => plan.subnet_cidr(), version => env!("CARGO_PKG_VERSION"), data_dir => CONTAINER_DATA_DIR,
-        lab_dir => CONTAINER_LAB_DIR, dns_port => plan.dns.port, labels => compose_labels(plan) },
+        lab_dir => CONTAINER_LAB_DIR, dns_port => plan.dns.port, labels => compose_labels(plan),
+        mounts => context! {
+            dns => mounts(dir, None),
+            mail => plan.servers.iter().map(|s| (s.domain.clone(), mounts(dir, Some(&s.domain))))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        } },
     )?;
     out.write(layout::COMPOSE, &body, 0o644)?;
     out.write(

@@ -77,18 +77,38 @@ fn states(variant: Option<u32>) -> Vec<State> {
     out
 }
 
-/// Removes a lab directory if it really is one of lab `variant` (its
-/// `lab.json` says so); returns whether it was removed. Never removes a
-/// folder that is not a lab directory.
-pub fn remove_lab_dir(dir: &Path, variant: u32) -> Result<bool, RuntimeError> {
-    let Ok(text) = std::fs::read_to_string(dir.join(layout::LAB_JSON)) else {
-        return Ok(false);
-    };
-    let is_ours = serde_json::from_str::<serde_json::Value>(&text)
+/// Whether `down --purge` may delete `dir` for lab `variant`: `Ok(false)`
+/// when there is nothing to delete (it is gone or empty, or it is the lab
+/// directory of another variant), an error when it is not a lab directory
+/// that labctl made (issue 13): then nothing may be removed at all.
+pub fn purgeable(dir: &Path, variant: u32) -> Result<bool, RuntimeError> {
+    use crate::render::claim::{MARKER, Ownership, ownership};
+    match ownership(dir) {
+        Ownership::Missing | Ownership::Empty => return Ok(false),
+        Ownership::Foreign => {
+            return Err(RuntimeError::NotALabDir(format!(
+                "{dir} is recorded as the lab directory of lab{variant:02}, but it is not a lab directory \
+                 of labctl (no {MARKER} file): `down --purge` removed nothing\n  what to do: look at the \
+                 folder and delete it yourself if it should go, then run `labctl down --variant {variant} \
+                 --purge` again; or run `labctl down --variant {variant}` without --purge",
+                dir = dir.display()
+            )));
+        }
+        Ownership::Ours => {}
+    }
+    // A lab.json of another variant: that lab's directory, not this one's.
+    let variant_of = std::fs::read_to_string(dir.join(layout::LAB_JSON))
         .ok()
-        .and_then(|j| j["variant"].as_u64())
-        == Some(u64::from(variant));
-    if !is_ours {
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|j| j["variant"].as_u64());
+    Ok(variant_of.is_none_or(|v| v == u64::from(variant)))
+}
+
+/// Removes a lab directory if it really is one of lab `variant`
+/// ([`purgeable`]); returns whether it was removed. Never removes a folder
+/// that labctl did not make.
+pub fn remove_lab_dir(dir: &Path, variant: u32) -> Result<bool, RuntimeError> {
+    if !purgeable(dir, variant)? {
         return Ok(false);
     }
     std::fs::remove_dir_all(dir)
@@ -282,6 +302,11 @@ impl Runtime for Local {
 
     async fn down(&self, variant: Option<u32>, purge: bool) -> Result<Removed, RuntimeError> {
         let mut removed = Removed::default();
+        if purge {
+            for s in states(variant) {
+                purgeable(&s.dir, s.variant)?;
+            }
+        }
         for s in states(variant) {
             // SIGTERM: the process stops its servers and removes its state file.
             let status = std::process::Command::new("kill")

@@ -96,6 +96,9 @@ pub enum RuntimeError {
     /// Something else about the environment.
     #[error("{0}")]
     Environment(String),
+    /// A folder that labctl did not create, where it would chown or delete (issue 13).
+    #[error("{0}")]
+    NotALabDir(String),
 }
 
 impl RuntimeError {
@@ -103,6 +106,16 @@ impl RuntimeError {
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Self::Io { context, source }
+    }
+}
+
+/// Fails unless `dir` is a lab directory made by labctl (its marker, see
+/// [`crate::render::claim`]): nothing is chowned or deleted elsewhere.
+pub fn ensure_lab_dir(dir: &Path) -> Result<(), RuntimeError> {
+    use crate::render::claim::{Ownership, ownership, refusal};
+    match ownership(dir) {
+        Ownership::Ours => Ok(()),
+        _ => Err(RuntimeError::NotALabDir(refusal(dir))),
     }
 }
 
@@ -253,6 +266,24 @@ impl LabRuntime {
         match self {
             Self::Docker(docker) => docker.down(variant, purge).await,
             Self::Local => local::Local.down(variant, purge).await,
+        }
+    }
+
+    /// The lab directories recorded for lab `variant` (what `down --purge`
+    /// would delete).
+    pub async fn lab_dirs(&self, variant: u32) -> Result<Vec<PathBuf>, RuntimeError> {
+        match self {
+            Self::Docker(docker) => Ok(docker
+                .recorded_dirs(Some(variant))
+                .await?
+                .into_values()
+                .collect()),
+            Self::Local => Ok(self
+                .labs(Some(variant))
+                .await?
+                .into_iter()
+                .map(|l| l.dir)
+                .collect()),
         }
     }
 

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod fuzzing;
 mod handler;
 mod query_log;
 mod zones;

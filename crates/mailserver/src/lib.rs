@@ -13,6 +13,7 @@ pub mod conn;
 pub mod context;
 pub mod error;
 pub mod filter;
+pub mod fuzzing;
 pub mod imap;
 pub mod message;
 pub mod pop3;

@@ -425,7 +425,7 @@ impl Docker {
     }
 
     /// Lab directories recorded in the labels of lab `variant`'s objects.
-    async fn recorded_dirs(
+    pub(crate) async fn recorded_dirs(
         &self,
         variant: Option<u32>,
     ) -> Result<BTreeMap<u32, PathBuf>, RuntimeError> {
@@ -525,6 +525,10 @@ impl Runtime for Docker {
         } else {
             BTreeMap::new()
         };
+        // Issue 13: a folder that is not a lab directory stops `down --purge` before it removes anything.
+        for (v, dir) in &dirs {
+            super::local::purgeable(dir, *v)?;
+        }
         let mut removed = self.remove_lab_objects(variant, purge).await?;
         for (v, dir) in dirs {
             if super::local::remove_lab_dir(&dir, v)? {

@@ -24,7 +24,7 @@ use crate::runtime::ready::{self, Probe};
 use crate::runtime::{RuntimeError, UpOptions, hex};
 
 /// Bumped whenever the container spec below changes, so `up` replaces old containers.
-const SPEC_VERSION: &str = "2";
+const SPEC_VERSION: &str = "3";
 
 /// One container of the plan.
 struct Desired {
@@ -222,7 +222,15 @@ impl Docker {
         }
         let hash = {
             let mut h = Sha256::new();
-            for part in [files_hash, image_id, SPEC_VERSION, &format!("{uid}:{gid}")] {
+            // The optional rule folders change what a mail container mounts.
+            let mounts = crate::render::mounts(&plan.dir, Some(&plan.servers[0].domain)).join(",");
+            for part in [
+                files_hash,
+                image_id,
+                SPEC_VERSION,
+                &format!("{uid}:{gid}"),
+                &mounts,
+            ] {
                 h.update(part.as_bytes());
                 h.update([0]);
             }
@@ -382,7 +390,16 @@ impl Docker {
             None => Object::Dns,
         };
         let object = labels::labels(plan.variant.number.into(), &plan.dir, object, Some(hash));
-        let mut binds = vec![format!("{}:{CONTAINER_LAB_DIR}:ro", plan.dir.display())];
+        // Least privilege (issue 13): only this node's files, read-only.
+        let mut binds: Vec<String> = crate::render::mounts(&plan.dir, d.domain.as_deref())
+            .iter()
+            .map(|rel| {
+                format!(
+                    "{}:{CONTAINER_LAB_DIR}/{rel}:ro",
+                    plan.dir.join(rel).display()
+                )
+            })
+            .collect();
         if let Some(v) = &d.volume {
             binds.push(format!("{v}:{CONTAINER_DATA_DIR}"));
         }
@@ -392,14 +409,22 @@ impl Docker {
             hostname: Some(d.hostname.clone()),
             user: Some(format!("{uid}:{gid}")),
             labels: Some(object),
-            env: Some(vec![
-                "RUST_LOG=info".into(),
-                // The lab CA is the only trust store of a node (R1); a
-                // FROM-scratch image has no system roots, and rustls'
-                // native-roots loaders fail without any.
-                format!("SSL_CERT_FILE={CONTAINER_LAB_DIR}/{}", layout::CA_CERT),
-                MALLOC_TUNABLES.into(),
-            ]),
+            env: Some(
+                [
+                    Some("RUST_LOG=info".to_string()),
+                    // The lab CA is the only trust store of a mail node (R1);
+                    // a FROM-scratch image has no system roots, and rustls'
+                    // native-roots loaders fail without any. The DNS node
+                    // makes no TLS connection and does not mount the CA.
+                    d.domain
+                        .as_ref()
+                        .map(|_| format!("SSL_CERT_FILE={CONTAINER_LAB_DIR}/{}", layout::CA_CERT)),
+                    Some(MALLOC_TUNABLES.to_string()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ),
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 network_mode: Some(plan.name.clone()),
@@ -479,6 +504,8 @@ impl Docker {
 /// `/data`, which belongs to [`CONTAINER_UID`].
 fn prepare_lab_dir(plan: &Plan) -> Result<(u32, u32), RuntimeError> {
     use std::os::unix::fs::MetadataExt;
+    // render claimed it; checked again right before a recursive chown (issue 13).
+    crate::runtime::ensure_lab_dir(&plan.dir)?;
     let meta = std::fs::metadata(&plan.dir).map_err(RuntimeError::io(format!(
         "cannot read {}",
         plan.dir.display()

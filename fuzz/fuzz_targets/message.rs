@@ -1,0 +1,12 @@
+//! Fuzz target `message`: see mailserver::fuzzing::Target::Message.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mailserver::fuzzing::Target;
+
+fuzz_target!(
+    init: {
+        maillab_fuzz::mail();
+    },
+    |data: &[u8]| maillab_fuzz::run_mail(Target::Message, data)
+);
