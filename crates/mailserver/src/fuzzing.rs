@@ -210,7 +210,7 @@ policy: {{spf_fail: reject, spf_softfail: mark, spf_temperror: tempfail, dkim_ve
 relay: {{port: 25, require_tls: true, verify_certificate: true, retry_schedule_secs: [1], max_age_secs: 60}}
 scanner: {{engine: builtin}}
 spam: {{enabled: true, tag_threshold: 5.0, reject_threshold: 10.0}}
-limits: {{max_line_length: 1000, max_message_size: 1048576, max_connections_per_ip: 1000000, command_timeout_secs: 5, auth_failures_per_minute: 4000000000, max_literal_size: 65536}}
+limits: {{max_line_length: 1000, max_message_size: 1048576, max_connections_per_ip: 1000000, command_timeout_secs: 5, auth_failures_per_minute: 4000000000, max_literal_size: 65536, max_connections: 1000000, error_delay_ms: 0, auth_failure_delay_ms: 0, auth_failure_delay_max_ms: 0, login_timeout_secs: 5, tls_handshake_timeout_secs: 5, write_timeout_secs: 5}}
 auth: {{allow_plaintext: true}}
 "#
         );
