@@ -71,8 +71,20 @@ def healthy(case, lab, ctx):
           and g993.startswith(b"* OK"), f"25 in {t25:.2f}s, 993 in {t993:.2f}s")
 
 
+class Imaps(imaplib.IMAP4_SSL):
+    """IMAPS to an address, verifying the certificate for the server's name."""
+
+    def __init__(self, ip, name, ctx):
+        self.tls_name = name
+        super().__init__(ip, 993, ssl_context=ctx, timeout=30)
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self.host, self.port), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.tls_name)
+
+
 def imaps_login(s, ctx):
-    m = imaplib.IMAP4_SSL(s["ip"], 993, ssl_context=ctx, timeout=30)
+    m = Imaps(s["ip"], s["hostname"], ctx)
     mb = s["mailboxes"][0]
     m.login(mb["address"], mb["password"])
     return m
@@ -95,7 +107,8 @@ def main():
 
         # Case 1: 40,000 nested message/rfc822 parts to port 25.
         body = "".join("Content-Type: message/rfc822\r\n\r\n" for _ in range(40000)) + "x\r\n"
-        msg = f"From: a@x.test\r\nTo: {target['mailboxes'][0]['address']}\r\nSubject: nest\r\n\r\n{body}"
+        msg = (f"From: a@x.test\r\nTo: {target['mailboxes'][0]['address']}\r\nSubject: nest\r\n"
+               f"Content-Type: message/rfc822\r\n\r\n{body}")
         with socket.create_connection((target["ip"], 25), timeout=30) as c:
             f = c.makefile("rwb")
             f.readline()

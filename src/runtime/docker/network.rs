@@ -111,7 +111,7 @@ impl Docker {
             options: Some(HashMap::from([(
                 // the host side of the bridge, visible in `ip link`
                 "com.docker.network.bridge.name".to_string(),
-                format!("br-{}", plan.name),
+                bridge_name(&plan.name),
             )])),
             ..Default::default()
         };
@@ -126,9 +126,39 @@ impl Docker {
     }
 }
 
+/// The host-side name of a lab's bridge: `br-<lab name>` when it fits in a
+/// Linux interface name (15 bytes, IFNAMSIZ - 1); else the name's start and a
+/// checksum of the whole name (instance names make lab names up to 26 bytes,
+/// and the engine refuses a longer bridge name with "numerical result out of
+/// range").
+pub fn bridge_name(lab: &str) -> String {
+    const MAX: usize = 15;
+    let full = format!("br-{lab}");
+    if full.len() <= MAX {
+        return full;
+    }
+    let sum = crc32fast::hash(lab.as_bytes()) & 0xffff;
+    let head: String = lab.chars().take(MAX - "br-".len() - 5).collect();
+    format!("br-{head}-{sum:04x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bridge_names_fit_an_interface_name() {
+        assert_eq!(bridge_name("lab07"), "br-lab07");
+        assert_eq!(bridge_name("test-lab07"), "br-test-lab07");
+        let long = bridge_name("hostile-lab03");
+        assert!(long.len() <= 15, "{long}");
+        assert!(long.starts_with("br-hostile"), "{long}");
+        assert_ne!(
+            bridge_name("abcdefghijkl-lab01"),
+            bridge_name("abcdefghijkl-lab02")
+        );
+        assert!(bridge_name(&"x".repeat(26)).len() <= 15);
+    }
 
     #[test]
     fn overlap() {
