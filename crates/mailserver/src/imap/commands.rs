@@ -128,7 +128,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 | CommandBody::Store { uid: false, .. }
                 | CommandBody::Search { uid: false, .. }
         );
-        self.sync_before_tagged = Some(!no_expunge);
+        // SELECT and EXAMINE answer with the folder's whole state, read in
+        // the same command (RFC 3501 §6.3.1): nothing left to report.
+        let reports_state = matches!(
+            cmd.body,
+            CommandBody::Select { .. } | CommandBody::Examine { .. }
+        );
+        self.sync_before_tagged = (!reports_state).then_some(!no_expunge);
         if self.selected.is_some() {
             self.sync_before(&cmd.body);
         }
