@@ -134,10 +134,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             cmd.body,
             CommandBody::Select { .. } | CommandBody::Examine { .. }
         );
-        self.sync_before_tagged = (!reports_state).then_some(!no_expunge);
-        if self.selected.is_some() {
-            self.sync_before(&cmd.body);
-        }
+        let synced = self.selected.is_some() && self.sync_before(&cmd.body);
+        // A command that reported the changes as it began does not read the
+        // folder again for its tagged response.
+        self.sync_before_tagged = (!reports_state && !synced).then_some(!no_expunge);
         match cmd.body {
             CommandBody::Capability => {
                 let caps = self.capabilities();

@@ -105,7 +105,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// every change (its UIDs do not depend on sequence numbers); any other
     /// sees new messages and flags but keeps the sequence numbers the
     /// client counted with (RFC 3501 §7.4.1, §5.5).
-    pub(crate) fn sync_before(&mut self, body: &CommandBody<'_>) {
+    /// Returns whether it synced (then the command's own responses carry
+    /// the changes, and the report before its tagged response is skipped).
+    pub(crate) fn sync_before(&mut self, body: &CommandBody<'_>) -> bool {
         let uid = match body {
             CommandBody::Fetch { uid, .. }
             | CommandBody::Store { uid, .. }
@@ -113,9 +115,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             | CommandBody::Copy { uid, .. }
             | CommandBody::Move { uid, .. } => *uid,
             CommandBody::ExpungeUid { .. } => true,
-            _ => return,
+            _ => return false,
         };
         self.sync_selected(uid);
+        true
     }
 
     /// Brings the session's view up to date and queues EXPUNGE, EXISTS,
