@@ -395,10 +395,25 @@ impl FolderIndex {
     fn stale(recorded: Option<SystemTime>, now_m: Option<SystemTime>) -> bool {
         match (recorded, now_m) {
             // A change within the same clock tick as the recorded one
-            // would not move the time: rescan while it is fresh.
-            (Some(r), Some(n)) if r == n => SystemTime::now()
-                .duration_since(n)
-                .map_or(true, |age| age < Duration::from_secs(2)),
+            // would not move the time: rescan while it is fresh. The tick
+            // is the file system's timestamp granularity: a time with
+            // sub-second digits comes from a file system that keeps them
+            // (ext4, xfs, tmpfs, overlayfs: the kernel's coarse clock, a few
+            // milliseconds), one without may be from one that keeps whole
+            // seconds (or two, FAT).
+            (Some(r), Some(n)) if r == n => {
+                let fine = n
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .is_ok_and(|d| d.subsec_nanos() != 0);
+                let tick = if fine {
+                    Duration::from_millis(100)
+                } else {
+                    Duration::from_secs(2)
+                };
+                SystemTime::now()
+                    .duration_since(n)
+                    .map_or(true, |age| age < tick)
+            }
             _ => true,
         }
     }
