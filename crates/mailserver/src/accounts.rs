@@ -3,15 +3,17 @@
 //!
 //! Passwords are argon2 PHC strings from the rendered config. Failed logins
 //! are counted per client address and slow guessing down by delay, as
-//! Dovecot's auth penalty: past `limits.auth_failures_per_minute` failures
-//! every login from that address first waits `limits.auth_failure_delay_ms`,
-//! doubled per further failure up to `limits.auth_failure_delay_max_ms`.
-//! The right password is never refused for it (clients behind one shared
-//! address, such as Docker's gateway, are slowed, not locked out). Check
-//! and record are one step: an attempt counts as a failure when it starts
-//! (undone if it succeeds), so parallel guesses each see the ones before
-//! and cannot pass the penalty. The count is forgotten a minute after the
-//! last failure.
+//! Dovecot's auth penalty and `auth_failure_delay`: past
+//! `limits.auth_failures_per_minute` failures, a failed login is answered
+//! only after `limits.auth_failure_delay_ms`, doubled per further failure up
+//! to `limits.auth_failure_delay_max_ms`, and a successful one from that
+//! address waits the same. The right password is never refused for it
+//! (clients behind one shared address, such as Docker's gateway, are
+//! slowed, not locked out), and an address with no failures is never
+//! slowed, however many of its clients log in at once. A failure is
+//! recorded and its delay computed in one step, so parallel guesses each
+//! see the ones before and cannot pass the penalty. The count is forgotten
+//! a minute after the last failure.
 //!
 //! Successful verifications are cached, as Dovecot's `auth_cache` does:
 //! per mailbox, an HMAC-SHA256 of the password under a key drawn at start
@@ -122,13 +124,13 @@ impl Accounts {
         password: &str,
         peer: IpAddr,
     ) -> Result<Authenticated, LoginError> {
-        let delay = self.begin_attempt(peer);
+        let result = self.verify(user, password);
+        let delay = match result {
+            Ok(_) => self.penalty_of(peer),
+            Err(_) => self.record_failure(peer),
+        };
         if !delay.is_zero() {
             std::thread::sleep(delay);
-        }
-        let result = self.verify(user, password);
-        if result.is_ok() {
-            self.undo_attempt(peer);
         }
         result
     }
@@ -169,9 +171,9 @@ impl Accounts {
         })
     }
 
-    /// Counts an attempt from `peer` as a failure and returns its penalty,
-    /// in one step under the lock: parallel attempts each see the others.
-    fn begin_attempt(&self, peer: IpAddr) -> Duration {
+    /// Records a failure from `peer` and returns its delay, in one step
+    /// under the lock: parallel failures each see the ones before.
+    fn record_failure(&self, peer: IpAddr) -> Duration {
         let Ok(mut failures) = self.failures.lock() else {
             return self.penalty.max;
         };
@@ -185,15 +187,15 @@ impl Accounts {
         self.penalty.after(before)
     }
 
-    /// A successful attempt is not a failure after all.
-    fn undo_attempt(&self, peer: IpAddr) {
-        if let Ok(mut failures) = self.failures.lock()
-            && let Some(entry) = failures.get_mut(&peer)
-        {
-            entry.1 = entry.1.saturating_sub(1);
-            if entry.1 == 0 {
-                failures.remove(&peer);
-            }
+    /// The delay of a successful login from `peer`: the penalty of the
+    /// failures recorded from its address (none: no delay).
+    fn penalty_of(&self, peer: IpAddr) -> Duration {
+        let Ok(failures) = self.failures.lock() else {
+            return self.penalty.max;
+        };
+        match failures.get(&peer) {
+            Some((at, n)) if at.elapsed() < FAILURE_WINDOW => self.penalty.after(*n),
+            _ => Duration::ZERO,
         }
     }
 }
@@ -300,6 +302,25 @@ mod tests {
             [ms(0), ms(2), ms(3), ms(4), ms(5), ms(9)],
             [0, 0, 100, 200, 400, 400]
         );
+    }
+
+    #[test]
+    fn parallel_right_logins_from_a_clean_address_are_not_delayed() {
+        let a = std::sync::Arc::new(accounts());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let logins: Vec<_> = (0..12)
+            .map(|_| {
+                let a = a.clone();
+                std::thread::spawn(move || a.login("gold@metal.com", "right horse", ip))
+            })
+            .collect();
+        for l in logins {
+            assert!(l.join().unwrap().is_ok());
+        }
+        // Twelve at once, past the three free failures: none is counted as
+        // a failure, so none waits a penalty, and the next login neither.
+        assert!(a.failures.lock().unwrap().get(&ip).is_none());
+        assert_eq!(a.penalty_of(ip), Duration::ZERO);
     }
 
     #[test]
