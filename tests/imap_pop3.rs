@@ -11,7 +11,8 @@ use std::time::Duration;
 use mailserver::admission::Life;
 use serde_json::Value;
 
-use crate::common::{LocalLab, have_tool, python, run, stderr, stdout};
+use crate::common::python_stdout as py;
+use crate::common::{LocalLab, have_tool, run, stderr, stdout};
 
 const PLAIN: &str = "From: Alice Example <alice@example.test>\r\nTo: Bob <bob@example.test>\r\nCc: carol@example.test\r\nSubject: Hello lab\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <plain-1@example.test>\r\n\r\nFirst line of the plain message.\r\nThe word zebra is here.\r\n";
 
@@ -41,18 +42,6 @@ fn host_ip(lab: &LocalLab) -> String {
 
 fn port(lab: &LocalLab, name: &str) -> String {
     lab.server(0)["ports"][name].to_string()
-}
-
-/// Runs a Python script, failing the test with its output if it fails.
-fn py(script: &str, args: &[&str]) -> String {
-    let out = python(script, args);
-    assert!(
-        out.status.success(),
-        "python failed:\nstdout:\n{}\nstderr:\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
 }
 
 const IMAP_SESSION: &str = r#"

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::common::{Guard, LocalLab, python, stderr, stdout};
+use crate::common::{Guard, LocalLab, python_stdout};
 
 /// A lab with server 0 listening on 993 and one mailbox to play with.
 struct ImapLab {
@@ -55,14 +55,7 @@ impl ImapLab {
             maildir.as_str(),
         ];
         args.extend_from_slice(extra);
-        let out = python(&format!("{PRELUDE}\n{script}"), &args);
-        assert!(
-            out.status.success(),
-            "python failed:\nstdout:\n{}\nstderr:\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        python_stdout(&format!("{PRELUDE}\n{script}"), &args)
     }
 }
 

@@ -295,3 +295,16 @@ pub fn python3() -> &'static str {
 pub fn python(script: &str, args: &[&str]) -> Output {
     run(Command::new(python3()).arg("-c").arg(script).args(args))
 }
+
+/// Runs a Python script and returns its stdout, failing the test with its
+/// output when it fails.
+pub fn python_stdout(script: &str, args: &[&str]) -> String {
+    let out = python(script, args);
+    assert!(
+        out.status.success(),
+        "python failed:\nstdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}

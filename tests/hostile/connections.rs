@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::{Guard, LocalLab, have_tool, python, python3, stderr, stdout};
+use crate::common::{Guard, LocalLab, have_tool, python_stdout, python3};
 
 const MESSAGE: &str = "From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\nSubject: Before the attack\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <before-1@example.test>\r\n\r\nDelivered before the attack.\r\n";
 
@@ -98,14 +98,7 @@ impl Target {
             pw.as_str(),
         ];
         args.extend_from_slice(extra);
-        let out = python(&format!("{IMAPS}{script}"), &args);
-        assert!(
-            out.status.success(),
-            "python failed:\n{}\n{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
+        python_stdout(&format!("{IMAPS}{script}"), &args)
     }
 }
 

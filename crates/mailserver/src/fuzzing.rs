@@ -259,11 +259,9 @@ auth: {{allow_plaintext: true}}
             Service::Smtp
         };
         self.session(input, false, |ctx, stream, peer| async move {
-            let Some(slot) = ctx.connections.admit(peer.ip()) else {
+            let Some((_slot, transcript, life)) = admit(&ctx, peer, "smtp") else {
                 return;
             };
-            let transcript = ctx.transcripts.session("smtp", peer);
-            let life = slot.life().clone();
             crate::smtp::serve(ctx, stream, peer, service, None, transcript, life).await;
         })
     }
@@ -278,11 +276,9 @@ auth: {{allow_plaintext: true}}
             input.to_vec()
         };
         self.session(&data, logged_in, |ctx, stream, peer| async move {
-            let Some(slot) = ctx.connections.admit(peer.ip()) else {
+            let Some((_slot, transcript, life)) = admit(&ctx, peer, "imap") else {
                 return;
             };
-            let transcript = ctx.transcripts.session("imap", peer);
-            let life = slot.life().clone();
             crate::imap::serve(ctx, stream, peer, None, transcript, life).await;
         })
     }
@@ -296,11 +292,9 @@ auth: {{allow_plaintext: true}}
             input.to_vec()
         };
         self.session(&data, logged_in, |ctx, stream, peer| async move {
-            let Some(slot) = ctx.connections.admit(peer.ip()) else {
+            let Some((_slot, transcript, life)) = admit(&ctx, peer, "pop3") else {
                 return;
             };
-            let transcript = ctx.transcripts.session("pop3", peer);
-            let life = slot.life().clone();
             crate::pop3::serve(ctx, stream, peer, None, transcript, life).await;
         })
     }
@@ -475,4 +469,20 @@ pub fn zip_message(archive: &[u8]) -> Vec<u8> {
     }
     m.push_str("--b--\r\n");
     m.into_bytes()
+}
+
+/// Admits a connection from `peer` as the server's listener does: its slot
+/// (held for the session), its transcript and its handle.
+fn admit(
+    ctx: &Arc<Context>,
+    peer: SocketAddr,
+    protocol: &'static str,
+) -> Option<(
+    crate::admission::Slot,
+    crate::transcript::Transcript,
+    crate::admission::Life,
+)> {
+    let slot = ctx.connections.admit(peer.ip())?;
+    let life = slot.life().clone();
+    Some((slot, ctx.transcripts.session(protocol, peer), life))
 }
