@@ -120,7 +120,7 @@ impl Drop for Harness {
 }
 
 /// A DNS server that answers every query with NXDOMAIN (RFC 1035 §4.1.1).
-async fn nxdomain_dns() -> std::io::Result<SocketAddr> {
+pub(crate) async fn nxdomain_dns() -> std::io::Result<SocketAddr> {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let addr = sock.local_addr()?;
     tokio::spawn(async move {

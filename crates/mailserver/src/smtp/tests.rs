@@ -14,23 +14,11 @@ use crate::server::{Context, Service};
 
 const PASSWORD: &str = "correct horse";
 
-/// A DNS server that answers every query with NXDOMAIN (RFC 1035 §4.1.1).
+/// A DNS server that answers every query with NXDOMAIN (the fuzz harness's).
 async fn nxdomain_dns() -> SocketAddr {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
-            if n < 12 {
-                continue;
-            }
-            let mut r = buf[..n].to_vec();
-            r[2] |= 0x84; // QR, AA
-            r[3] = (r[3] & 0x70) | 0x03; // NXDOMAIN
-            let _ = sock.send_to(&r, peer).await;
-        }
-    });
-    addr
+    crate::fuzzing::nxdomain_dns()
+        .await
+        .expect("a UDP socket on loopback")
 }
 
 async fn context(max_line: usize, max_size: usize) -> Arc<Context> {
