@@ -26,7 +26,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ),
     (
         "compose.yml.j2",
-        include_str!("../../templates/compose.yml.j2"),
+        include_str!("../../compose/compose.yml.j2"),
     ),
 ];
 
