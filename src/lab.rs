@@ -67,42 +67,9 @@ pub struct Server {
     #[serde(default)]
     pub container: String,
     /// Its ports.
-    pub ports: PortMap,
+    pub ports: Ports,
     /// Its mailboxes.
     pub mailboxes: Vec<Mailbox>,
-}
-
-/// Ports as written in lab.json.
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct PortMap {
-    /// SMTP MX.
-    pub smtp: u16,
-    /// Submission, STARTTLS.
-    pub submission: u16,
-    /// Submission, implicit TLS.
-    pub submissions: u16,
-    /// IMAP, STARTTLS.
-    pub imap: u16,
-    /// IMAPS.
-    pub imaps: u16,
-    /// POP3, STLS.
-    pub pop3: u16,
-    /// POP3S.
-    pub pop3s: u16,
-}
-
-impl From<PortMap> for Ports {
-    fn from(p: PortMap) -> Self {
-        Ports {
-            smtp: p.smtp,
-            submission: p.submission,
-            submissions: p.submissions,
-            imap: p.imap,
-            imaps: p.imaps,
-            pop3: p.pop3,
-            pop3s: p.pop3s,
-        }
-    }
 }
 
 impl Server {

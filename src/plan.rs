@@ -33,60 +33,12 @@ impl RuntimeKind {
     }
 }
 
-/// The ports of one mail server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Ports {
-    /// SMTP MX, STARTTLS.
-    pub smtp: u16,
-    /// Submission, STARTTLS.
-    pub submission: u16,
-    /// Submission, implicit TLS.
-    pub submissions: u16,
-    /// IMAP, STARTTLS.
-    pub imap: u16,
-    /// IMAP, implicit TLS.
-    pub imaps: u16,
-    /// POP3, STLS.
-    pub pop3: u16,
-    /// POP3, implicit TLS.
-    pub pop3s: u16,
-}
+/// The ports of one mail server: the mail server's own type, shared by its
+/// config, the plan, `lab.json` and the runtimes.
+pub use mailserver::service::{Ports, Service};
 
-impl Ports {
-    /// The well-known ports (RFC 5321, 6409, 8314, 3501, 1939).
-    pub const STANDARD: Ports = Ports {
-        smtp: 25,
-        submission: 587,
-        submissions: 465,
-        imap: 143,
-        imaps: 993,
-        pop3: 110,
-        pop3s: 995,
-    };
-    /// The local runtime's port map: the standard port plus 10000 (no root needed).
-    pub const LOCAL: Ports = Ports {
-        smtp: 10025,
-        submission: 10587,
-        submissions: 10465,
-        imap: 10143,
-        imaps: 10993,
-        pop3: 10110,
-        pop3s: 10995,
-    };
-
-    /// Every port with its service name, in a fixed order.
-    pub fn all(&self) -> [(&'static str, u16); 7] {
-        [
-            ("smtp", self.smtp),
-            ("submission", self.submission),
-            ("submissions", self.submissions),
-            ("imap", self.imap),
-            ("imaps", self.imaps),
-            ("pop3", self.pop3),
-            ("pop3s", self.pop3s),
-        ]
-    }
-}
+/// The local runtime's ports: the standard port plus 10000 (no root needed).
+pub const LOCAL_PORTS: Ports = Ports::STANDARD.offset(10000);
 
 /// The lab DNS server.
 #[derive(Debug, Clone, Serialize)]
@@ -178,7 +130,7 @@ impl Plan {
         let ip = |host: u8| Ipv4Addr::new(subnet[0], subnet[1], subnet[2], host);
         let (ports, dns_port) = match options.runtime {
             RuntimeKind::Docker => (Ports::STANDARD, 53),
-            RuntimeKind::Local => (Ports::LOCAL, 10053),
+            RuntimeKind::Local => (LOCAL_PORTS, 10053),
         };
         let name = crate::naming::instance::lab_name(n.into());
         let server = |i: usize, host: u8| {

@@ -222,3 +222,117 @@ fn only_the_runtimes_ask_which_runtime_a_lab_is_on() {
         offenders.join("\n")
     );
 }
+
+/// Every path written after `crate::` in `text`, nested groups expanded:
+/// `crate::a::{b::C, d}` gives `a::b::C` and `a::d`.
+fn crate_paths(text: &str) -> Vec<Vec<String>> {
+    /// Expands one path from `s` (after `crate::`), into `out`, with `prefix`.
+    fn expand(s: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let mut path = prefix.to_vec();
+        let mut rest = s;
+        loop {
+            rest = rest.trim_start();
+            if let Some(group) = rest.strip_prefix('{') {
+                // Split the group's items at depth 0.
+                let mut depth = 0;
+                let mut start = 0;
+                for (j, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            expand(&group[start..j], &path, out);
+                            return;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            expand(&group[start..j], &path, out);
+                            start = j + 1;
+                        }
+                        _ => {}
+                    }
+                }
+                return;
+            }
+            let ident: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if ident.is_empty() {
+                break;
+            }
+            rest = &rest[ident.len()..];
+            path.push(ident);
+            match rest.strip_prefix("::") {
+                Some(r) => rest = r,
+                None => break,
+            }
+        }
+        if !path.is_empty() {
+            out.push(path);
+        }
+    }
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        expand(rest, &[], &mut out);
+    }
+    out
+}
+
+/// The file of `src/` a `crate::` path lands in: its longest prefix that
+/// names a module file (`a/b.rs` or `a/b/mod.rs`).
+fn file_of(src: &Path, path: &[String]) -> Option<PathBuf> {
+    (1..=path.len()).rev().find_map(|n| {
+        let rel: PathBuf = path[..n].iter().collect();
+        [rel.with_extension("rs"), rel.join("mod.rs")]
+            .into_iter()
+            .find(|f| src.join(f).is_file())
+    })
+}
+
+#[test]
+fn the_files_of_src_import_each_other_without_a_circle() {
+    // The reading: edges from the `crate::` paths of each file (not
+    // `mod` declarations or `super::`), to the file each path lands in.
+    let src = src();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&src) {
+        let text = without_comments(&std::fs::read_to_string(src.join(&file)).expect("read"));
+        let me = file.display().to_string();
+        let uses = graph.entry(me.clone()).or_default();
+        for path in crate_paths(&text) {
+            if let Some(target) = file_of(&src, &path) {
+                let target = target.display().to_string();
+                if target != me {
+                    uses.insert(target);
+                }
+            }
+        }
+    }
+    assert!(
+        graph["commands/up.rs"].contains("runtime/mod.rs"),
+        "the reader finds the known edges: {:?}",
+        graph["commands/up.rs"]
+    );
+    if let Some(circle) = find_circle(&graph) {
+        panic!(
+            "import circle among the files of src/: {}",
+            circle.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn crate_paths_expand_nested_groups() {
+    assert_eq!(
+        crate_paths("use crate::a::{b::C, d::{e, f::G}}; x(crate::h::i(1));"),
+        [
+            vec!["a", "b", "C"],
+            vec!["a", "d", "e"],
+            vec!["a", "d", "f", "G"],
+            vec!["h", "i"],
+        ]
+        .map(|p| p.into_iter().map(String::from).collect::<Vec<_>>())
+    );
+}

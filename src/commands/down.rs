@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::exit;
-use crate::runtime::local::{purgeable, remove_lab_dir};
+use crate::runtime::labdir::{purgeable, remove_lab_dir};
 use crate::runtime::{self, LabRuntime, Removed, discover, lock};
 
 /// Runs `labctl down`.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use crate::exit;
-use crate::runtime::{LabRuntime, NodeRef, NodeRole, RunningLab, RuntimeError, discover};
+use crate::runtime::{LabRuntime, NodeRef, NodeRole, Role, RunningLab, RuntimeError, discover};
 
 /// The one lab a command means: `--variant N`, or the only lab up.
 pub async fn one_lab(variant: Option<u32>) -> anyhow::Result<RunningLab> {
@@ -42,7 +42,7 @@ pub async fn run(
                 None => true,
                 Some(s) => {
                     n.name == s
-                        || (s == "dns" && n.role == "dns")
+                        || (s == "dns" && n.role == Role::Dns)
                         || n.domain
                             .as_deref()
                             .is_some_and(|d| s == d || s == format!("mail.{d}"))

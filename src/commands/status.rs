@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::exit;
 use crate::render::layout;
-use crate::runtime::{RunningLab, discover};
+use crate::runtime::{Role, RunningLab, discover};
 
 /// The documented JSON object of one lab (docs/status-json.md).
 pub fn lab_status_json(lab: &RunningLab) -> Value {
@@ -17,7 +17,7 @@ pub fn lab_status_json(lab: &RunningLab) -> Value {
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok())
         .filter(|j| j["variant"].as_u64() == Some(u64::from(lab.variant)));
-    let node_state = |role: &str, domain: Option<&str>| {
+    let node_state = |role: Role, domain: Option<&str>| {
         lab.nodes
             .iter()
             .find(|n| n.role == role && n.domain.as_deref() == domain)
@@ -36,7 +36,7 @@ pub fn lab_status_json(lab: &RunningLab) -> Value {
             "dir": lab.dir,
             "ca_cert": Value::Null,
             "dns": Value::Null,
-            "servers": lab.nodes.iter().filter(|n| n.role == "mail").map(|n| json!({
+            "servers": lab.nodes.iter().filter(|n| n.role == Role::Mail).map(|n| json!({
                 "domain": n.domain, "hostname": n.domain.as_ref().map(|d| format!("mail.{d}")),
                 "container": n.name,
             })).collect::<Vec<_>>(),
@@ -45,12 +45,12 @@ pub fn lab_status_json(lab: &RunningLab) -> Value {
     j["runtime"] = json!(lab.runtime.as_str());
     j["state"] = json!(state);
     if let Some(dns) = j["dns"].as_object_mut() {
-        dns.insert("state".into(), json!(node_state("dns", None)));
+        dns.insert("state".into(), json!(node_state(Role::Dns, None)));
     }
     if let Some(servers) = j["servers"].as_array_mut() {
         for s in servers {
             let domain = s["domain"].as_str().map(str::to_string);
-            s["state"] = json!(node_state("mail", domain.as_deref()));
+            s["state"] = json!(node_state(Role::Mail, domain.as_deref()));
         }
     }
     j
@@ -92,13 +92,13 @@ pub async fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
     for lab in &labs {
         let j = lab_status_json(lab);
         for n in &lab.nodes {
-            let address = match n.role.as_str() {
-                "dns" => format!(
+            let address = match n.role {
+                Role::Dns => format!(
                     "{}:{}",
                     j["dns"]["ip"].as_str().unwrap_or("?"),
                     j["dns"]["port"]
                 ),
-                _ => j["servers"]
+                Role::Mail => j["servers"]
                     .as_array()
                     .and_then(|s| {
                         s.iter()
@@ -113,7 +113,7 @@ pub async fn run(variant: Option<u32>, json: bool) -> anyhow::Result<ExitCode> {
                 lab.runtime.as_str().to_string(),
                 n.name.clone(),
                 address,
-                n.state.clone(),
+                n.state.as_str().to_string(),
                 lab.dir.display().to_string(),
             ]);
         }

@@ -185,115 +185,20 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
     claim::claim(dir, &plan.name, plan.variant.number)?;
     let secrets = Secrets::load_or_generate(plan, options.fresh)?;
     let env = templates::environment(options.templates.as_deref())?;
-    let mut out = Writer {
-        dir,
-        files: Vec::new(),
+    let mut r = Renderer {
+        env,
+        plan,
+        secrets: &secrets,
+        out: Writer {
+            dir,
+            files: Vec::new(),
+        },
     };
-
-    // DNS: one zone per domain, the reverse zone, the empty root zone.
-    let dns_ip = plan.dns.ip.to_string();
-    let primary = &plan.variant.domains[0];
-    let mut zones = Vec::new();
-    for server in &plan.servers {
-        let body = templates::render_zone(
-            &env,
-            "domain.zone.j2",
-            context! {
-                lab => plan.name.as_str(), variant => plan.variant.number, domain => server.domain.as_str(),
-                server => Serde(server), dns_ip => dns_ip.as_str(), spf_policy => plan.variant.spf_policy.as_str(),
-                dkim_selector => DKIM_SELECTOR, dkim_txt => secrets.dkim_txt(&server.domain),
-                dmarc => format!("v=DMARC1; p=none; rua=mailto:postmaster@{}", server.domain),
-            },
-        )?;
-        zones.push(ZoneFile {
-            origin: format!("{}.", server.domain),
-            file: format!("{}.zone", server.domain),
-        });
-        out.write(&format!("dns/{}.zone", server.domain), &body, 0o644)?;
-    }
-    let reverse = plan.reverse_zone();
-    // RFC 1035 §3.5: the PTR of a.b.c.d is d.c.b.a.in-addr.arpa; the zone holds d.
-    let ptrs: Vec<_> = plan
-        .servers
-        .iter()
-        .map(|s| (s.ip, s.hostname.clone()))
-        .chain([(plan.dns.ip, format!("ns.{primary}"))])
-        .map(|(ip, name)| serde_json::json!({ "host": ip.octets()[3], "name": name }))
-        .collect();
-    let body = templates::render_zone(
-        &env,
-        "reverse.zone.j2",
-        context! { zone => reverse.as_str(), subnet => plan.subnet_cidr(), primary_domain => primary.as_str(),
-        ptrs => Serde(&ptrs) },
-    )?;
-    out.write(&format!("dns/{reverse}.zone"), &body, 0o644)?;
-    zones.push(ZoneFile {
-        origin: format!("{reverse}."),
-        file: format!("{reverse}.zone"),
-    });
-    let body = templates::render_zone(
-        &env,
-        "root.zone.j2",
-        context! { primary_domain => primary.as_str(), dns_ip => dns_ip.as_str() },
-    )?;
-    out.write("dns/root.zone", &body, 0o644)?;
-    zones.push(ZoneFile {
-        origin: ".".into(),
-        file: "root.zone".into(),
-    });
-    let body = templates::render(
-        &env,
-        "dns.yaml.j2",
-        context! { dns_ip => dns_ip.as_str(), dns_port => plan.dns.port, zones => Serde(&zones),
-        query_log => match plan.runtime {
-            RuntimeKind::Docker => "/dev/stdout".to_string(),
-            RuntimeKind::Local => "../data/dns/queries.jsonl".to_string(),
-        } },
-    )?;
-    out.write("dns/config.yaml", &body, 0o644)?;
-
-    // Mail servers.
-    let spf = plan.variant.spf();
-    for server in &plan.servers {
-        let mailboxes: Vec<_> = server
-            .mailboxes
-            .iter()
-            .map(|address| {
-                context! { address => address, password_hash => secrets.credentials.password_hash(address) }
-            })
-            .collect();
-        let data_dir = match plan.runtime {
-            RuntimeKind::Docker => CONTAINER_DATA_DIR.to_string(),
-            RuntimeKind::Local => format!("../../{}", layout::local_data(&server.domain)),
-        };
-        let body = templates::render(
-            &env,
-            "mailserver.yaml.j2",
-            context! {
-                lab => plan.name.as_str(), variant => plan.variant.number, server => Serde(server),
-                listen_address => server.ip.to_string(), dns_ip => dns_ip.as_str(), dns_port => plan.dns.port,
-                data_dir => data_dir.as_str(), mailboxes => &mailboxes, dkim_selector => DKIM_SELECTOR,
-                spf_policy => plan.variant.spf_policy.as_str(), spf_hard_fail => spf.is_hard_fail(),
-                relay_port => server.ports.smtp,
-            },
-        )?;
-        // 0600: it holds the password hashes (the servers run as the owner).
-        out.write(&layout::server_config(&server.domain), &body, 0o600)?;
-    }
-
-    // Compose file, credentials, lab.json.
-    let body = templates::render(
-        &env,
-        "compose.yml.j2",
-        context! { plan => Serde(plan), subnet_cidr => plan.subnet_cidr(), version => env!("CARGO_PKG_VERSION"), data_dir => CONTAINER_DATA_DIR,
-        lab_dir => CONTAINER_LAB_DIR, dns_port => plan.dns.port, labels => compose_labels(plan),
-        mounts => context! {
-            dns => mounts(dir, None),
-            mail => plan.servers.iter().map(|s| (s.domain.clone(), mounts(dir, Some(&s.domain))))
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        } },
-    )?;
-    out.write(layout::COMPOSE, &body, 0o644)?;
+    r.dns()?;
+    r.mail_configs()?;
+    r.compose()?;
+    let mut out = r.out;
+    // Credentials and lab.json: 0600, they hold the passwords.
     out.write(
         layout::CREDENTIALS,
         &secrets.credentials.to_file(plan),
@@ -307,6 +212,136 @@ pub fn render(plan: &Plan, options: &RenderOptions) -> Result<Rendered, RenderEr
     )?;
     let files = out.files;
     Ok(Rendered { secrets, files })
+}
+
+/// What the parts of a lab directory are rendered with.
+struct Renderer<'a> {
+    env: minijinja::Environment<'a>,
+    plan: &'a Plan,
+    secrets: &'a Secrets,
+    out: Writer<'a>,
+}
+
+impl Renderer<'_> {
+    /// The zone files (one per domain, the reverse zone, the empty root zone)
+    /// and the DNS server's config.
+    fn dns(&mut self) -> Result<(), RenderError> {
+        let (env, plan, secrets, out) = (&self.env, self.plan, self.secrets, &mut self.out);
+        let dns_ip = plan.dns.ip.to_string();
+        let primary = &plan.variant.domains[0];
+        let mut zones = Vec::new();
+        for server in &plan.servers {
+            let body = templates::render_zone(
+                env,
+                "domain.zone.j2",
+                context! {
+                    lab => plan.name.as_str(), variant => plan.variant.number, domain => server.domain.as_str(),
+                    server => Serde(server), dns_ip => dns_ip.as_str(), spf_policy => plan.variant.spf_policy.as_str(),
+                    dkim_selector => DKIM_SELECTOR, dkim_txt => secrets.dkim_txt(&server.domain),
+                    dmarc => format!("v=DMARC1; p=none; rua=mailto:postmaster@{}", server.domain),
+                },
+            )?;
+            zones.push(ZoneFile {
+                origin: format!("{}.", server.domain),
+                file: format!("{}.zone", server.domain),
+            });
+            out.write(&format!("dns/{}.zone", server.domain), &body, 0o644)?;
+        }
+        let reverse = plan.reverse_zone();
+        // RFC 1035 §3.5: the PTR of a.b.c.d is d.c.b.a.in-addr.arpa; the zone holds d.
+        let ptrs: Vec<_> = plan
+            .servers
+            .iter()
+            .map(|s| (s.ip, s.hostname.clone()))
+            .chain([(plan.dns.ip, format!("ns.{primary}"))])
+            .map(|(ip, name)| serde_json::json!({ "host": ip.octets()[3], "name": name }))
+            .collect();
+        let body = templates::render_zone(
+            env,
+            "reverse.zone.j2",
+            context! { zone => reverse.as_str(), subnet => plan.subnet_cidr(), primary_domain => primary.as_str(),
+            ptrs => Serde(&ptrs) },
+        )?;
+        out.write(&format!("dns/{reverse}.zone"), &body, 0o644)?;
+        zones.push(ZoneFile {
+            origin: format!("{reverse}."),
+            file: format!("{reverse}.zone"),
+        });
+        let body = templates::render_zone(
+            env,
+            "root.zone.j2",
+            context! { primary_domain => primary.as_str(), dns_ip => dns_ip.as_str() },
+        )?;
+        out.write("dns/root.zone", &body, 0o644)?;
+        zones.push(ZoneFile {
+            origin: ".".into(),
+            file: "root.zone".into(),
+        });
+        let body = templates::render(
+            env,
+            "dns.yaml.j2",
+            context! { dns_ip => dns_ip.as_str(), dns_port => plan.dns.port, zones => Serde(&zones),
+            query_log => match plan.runtime {
+                RuntimeKind::Docker => "/dev/stdout".to_string(),
+                RuntimeKind::Local => "../data/dns/queries.jsonl".to_string(),
+            } },
+        )?;
+        out.write("dns/config.yaml", &body, 0o644)?;
+        Ok(())
+    }
+
+    /// Each mail server's config (0600: it holds the password hashes).
+    fn mail_configs(&mut self) -> Result<(), RenderError> {
+        let (env, plan, secrets, out) = (&self.env, self.plan, self.secrets, &mut self.out);
+        let dns_ip = plan.dns.ip.to_string();
+        let spf = plan.variant.spf();
+        for server in &plan.servers {
+            let mailboxes: Vec<_> = server
+                .mailboxes
+                .iter()
+                .map(|address| {
+                    context! { address => address, password_hash => secrets.credentials.password_hash(address) }
+                })
+                .collect();
+            let data_dir = match plan.runtime {
+                RuntimeKind::Docker => CONTAINER_DATA_DIR.to_string(),
+                RuntimeKind::Local => format!("../../{}", layout::local_data(&server.domain)),
+            };
+            let body = templates::render(
+                env,
+                "mailserver.yaml.j2",
+                context! {
+                    lab => plan.name.as_str(), variant => plan.variant.number, server => Serde(server),
+                    listen_address => server.ip.to_string(), dns_ip => dns_ip.as_str(), dns_port => plan.dns.port,
+                    data_dir => data_dir.as_str(), mailboxes => &mailboxes, dkim_selector => DKIM_SELECTOR,
+                    spf_policy => plan.variant.spf_policy.as_str(), spf_hard_fail => spf.is_hard_fail(),
+                    relay_port => server.ports.smtp,
+                },
+            )?;
+            // 0600: it holds the password hashes (the servers run as the owner).
+            out.write(&layout::server_config(&server.domain), &body, 0o600)?;
+        }
+        Ok(())
+    }
+
+    /// The compose file: the same lab as `labctl up` builds, for
+    /// `docker compose` (compose/README.md).
+    fn compose(&mut self) -> Result<(), RenderError> {
+        let (env, plan, out) = (&self.env, self.plan, &mut self.out);
+        let dir = &plan.dir;
+        let body = templates::render(
+            env,
+            "compose.yml.j2",
+            context! { plan => Serde(plan), subnet_cidr => plan.subnet_cidr(), version => env!("CARGO_PKG_VERSION"), data_dir => CONTAINER_DATA_DIR,
+            lab_dir => CONTAINER_LAB_DIR, dns_port => plan.dns.port, labels => compose_labels(plan),
+            mounts => context! {
+                dns => mounts(dir, None),
+                mail => plan.servers.iter().map(|s| (s.domain.clone(), mounts(dir, Some(&s.domain))))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            } },
+        )?;
+        out.write(layout::COMPOSE, &body, 0o644)
+    }
 }
 
 /// The labels of every object of compose.yml, the same set `labctl up`
@@ -351,18 +386,12 @@ pub fn lab_json(plan: &Plan, secrets: &Secrets) -> serde_json::Value {
         .servers
         .iter()
         .map(|s| {
-            let ports: serde_json::Map<String, serde_json::Value> = s
-                .ports
-                .all()
-                .iter()
-                .map(|(k, v)| (k.to_string(), (*v).into()))
-                .collect();
             serde_json::json!({
                 "domain": s.domain,
                 "hostname": s.hostname,
                 "ip": s.ip.to_string(),
                 "container": s.container,
-                "ports": ports,
+                "ports": s.ports,
                 "mailboxes": s.mailboxes.iter().map(|m| serde_json::json!({
                     "address": m, "password": secrets.credentials.password(m),
                 })).collect::<Vec<_>>(),

@@ -4,14 +4,16 @@
 //! cleanly. A state file `<state dir>/labNN.json` (pid, lab directory) lets
 //! `status`, `verify` and `down` of other processes find it.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::api::{
+    Node, NodeState, Removed, Role, RunningLab, Runtime, RuntimeError, UpOptions, state_dir,
+};
+use super::labdir::{purgeable, remove_lab_dir};
 use super::ready::{self, Probe};
-use super::{Node, Removed, RunningLab, Runtime, RuntimeError, UpOptions, state_dir};
 use crate::plan::{Plan, RuntimeKind};
 use crate::render::layout;
 
@@ -77,53 +79,41 @@ fn states(variant: Option<u32>) -> Vec<State> {
     out
 }
 
-/// Whether `down --purge` may delete `dir` for lab `variant`: `Ok(false)`
-/// when there is nothing to delete (it is gone or empty, or it is the lab
-/// directory of another variant), an error when it is not a lab directory
-/// that labctl made (issue 13): then nothing may be removed at all.
-pub fn purgeable(dir: &Path, variant: u32) -> Result<bool, RuntimeError> {
-    use crate::render::claim::{MARKER, Ownership, ownership};
-    match ownership(dir) {
-        Ownership::Missing | Ownership::Empty => return Ok(false),
-        Ownership::Foreign => {
-            return Err(RuntimeError::NotALabDir(format!(
-                "{dir} is recorded as the lab directory of lab{variant:02}, but it is not a lab directory \
-                 of labctl (no {MARKER} file): `down --purge` removed nothing\n  what to do: look at the \
-                 folder and delete it yourself if it should go, then run `labctl down --variant {variant} \
-                 --purge` again; or run `labctl down --variant {variant}` without --purge",
-                dir = dir.display()
-            )));
-        }
-        Ownership::Ours => {}
-    }
-    // A lab.json of another variant: that lab's directory, not this one's.
-    let variant_of = std::fs::read_to_string(dir.join(layout::LAB_JSON))
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|j| j["variant"].as_u64());
-    Ok(variant_of.is_none_or(|v| v == u64::from(variant)))
-}
-
-/// Removes a lab directory if it really is one of lab `variant`
-/// ([`purgeable`]); returns whether it was removed. Never removes a folder
-/// that labctl did not make.
-pub fn remove_lab_dir(dir: &Path, variant: u32) -> Result<bool, RuntimeError> {
-    if !purgeable(dir, variant)? {
-        return Ok(false);
-    }
-    std::fs::remove_dir_all(dir)
-        .map_err(RuntimeError::io(format!("cannot remove {}", dir.display())))?;
-    Ok(true)
-}
-
-/// Removes the state file when the process ends (also on error).
+/// The state file of the running lab; removed when the process ends (also
+/// on error).
 struct StateGuard(PathBuf);
+
+impl StateGuard {
+    /// Writes the state file that lets other processes find this lab.
+    fn write(plan: &Plan, variant: u32) -> Result<StateGuard, RuntimeError> {
+        let path = state_file(variant);
+        std::fs::create_dir_all(state_dir()).map_err(RuntimeError::io(format!(
+            "cannot create {}",
+            state_dir().display()
+        )))?;
+        let state = State {
+            variant,
+            pid: std::process::id(),
+            dir: plan.dir.clone(),
+            servers: std::iter::once("dns".to_string())
+                .chain(plan.servers.iter().map(|s| s.hostname.clone()))
+                .collect(),
+        };
+        std::fs::write(&path, serde_json::to_vec_pretty(&state).expect("json"))
+            .map_err(RuntimeError::io(format!("cannot write {}", path.display())))?;
+        Ok(StateGuard(path))
+    }
+}
 
 impl Drop for StateGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// The lab's nodes, running as tasks of this process; each ends with
+/// `Err(name: reason)` if it fails.
+type Nodes = tokio::task::JoinSet<Result<(), String>>;
 
 impl Local {
     /// Runs the lab in this process until `shutdown` completes (Ctrl-C).
@@ -142,97 +132,14 @@ impl Local {
                 other.dir.display()
             )));
         }
-        let mut configs = Vec::new();
-        for s in &plan.servers {
-            let path = plan.dir.join(layout::server_config(&s.domain));
-            let config = mailserver::config::Config::load(&path)
-                .map_err(|e| RuntimeError::Environment(format!("{}: {e}", path.display())))?;
-            configs.push((s.hostname.clone(), config));
-        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let mut tasks = tokio::task::JoinSet::new();
-        let query_log = plan.dir.join(layout::LOCAL_DNS_QUERY_LOG);
-        if let Some(dir) = query_log.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(RuntimeError::io(format!("cannot create {}", dir.display())))?;
-        }
-        let dns_options = labdns::Options {
-            zones_dir: plan.dir.join(layout::DNS_DIR),
-            listen: vec![plan.dns.addr()],
-            query_log: Some(query_log),
-        };
-        let rx = stop_rx.clone();
-        tasks.spawn(async move {
-            labdns::run(dns_options, stopped(rx))
-                .await
-                .map_err(|e| format!("dns: {e}"))
-        });
-        for (name, config) in configs {
-            let rx = stop_rx.clone();
-            tasks.spawn(async move {
-                mailserver::run(config, stopped(rx))
-                    .await
-                    .map_err(|e| format!("{name}: {e}"))
-            });
-        }
-        let mut probes = vec![Probe {
-            node: "dns".into(),
-            service: "dns".into(),
-            addr: plan.dns.addr(),
-        }];
-        for s in &plan.servers {
-            for (service, port) in super::docker::served_ports(plan) {
-                probes.push(Probe {
-                    node: s.hostname.clone(),
-                    service: service.into(),
-                    addr: SocketAddr::new(s.ip.into(), port),
-                });
-            }
-        }
-        let deadline = Instant::now() + options.timeout;
-        let ready = tokio::select! {
-            r = ready::wait_all(&probes, deadline, || async { Ok::<(), RuntimeError>(()) }, |_, _| {}) => r?,
-            Some(done) = tasks.join_next() => {
-                let _ = stop_tx.send(true);
-                tasks.shutdown().await;
-                return Err(RuntimeError::NotReady(match done {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => "a server stopped".into(),
-                    Err(e) => format!("a server crashed: {e}"),
-                }));
-            }
-        };
-        if let Err(left) = ready {
+        let mut nodes = start_nodes(plan, &stop_rx)?;
+        if let Err(e) = wait_ready(plan, options, &mut nodes).await {
             let _ = stop_tx.send(true);
-            tasks.shutdown().await;
-            return Err(RuntimeError::NotReady(format!(
-                "not answering after {} s: {}",
-                options.timeout.as_secs(),
-                left.iter()
-                    .map(|p| format!("{} {} ({})", p.node, p.service, p.addr))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+            nodes.shutdown().await;
+            return Err(e);
         }
-        let path = state_file(variant);
-        std::fs::create_dir_all(state_dir()).map_err(RuntimeError::io(format!(
-            "cannot create {}",
-            state_dir().display()
-        )))?;
-        let state = State {
-            variant,
-            pid: std::process::id(),
-            dir: plan.dir.clone(),
-            servers: std::iter::once("dns".to_string())
-                .chain(plan.servers.iter().map(|s| s.hostname.clone()))
-                .collect(),
-        };
-        std::fs::write(&path, serde_json::to_vec_pretty(&state).expect("json"))
-            .map_err(RuntimeError::io(format!("cannot write {}", path.display())))?;
-        let _guard = StateGuard(path);
+        let _state = StateGuard::write(plan, variant)?;
         eprintln!(
             "{} (local) is up in {:.1}s: dns {}, {}; Ctrl-C stops it",
             plan.name,
@@ -246,24 +153,100 @@ impl Local {
         );
         let failed = tokio::select! {
             _ = shutdown => None,
-            Some(done) = tasks.join_next() => Some(done),
+            Some(done) = nodes.join_next() => Some(done),
         };
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
-            while tasks.join_next().await.is_some() {}
+            while nodes.join_next().await.is_some() {}
         })
         .await;
-        tasks.abort_all();
+        nodes.abort_all();
         match failed {
             None => {
                 eprintln!("{} (local) stopped", plan.name);
                 Ok(())
             }
-            Some(Ok(Err(e))) => Err(RuntimeError::NotReady(e)),
-            Some(Ok(Ok(()))) => Err(RuntimeError::NotReady("a server stopped".into())),
-            Some(Err(e)) => Err(RuntimeError::NotReady(format!("a server crashed: {e}"))),
+            Some(done) => Err(node_ended(done)),
         }
     }
+}
+
+/// Why a node task ended before it was told to stop.
+fn node_ended(done: Result<Result<(), String>, tokio::task::JoinError>) -> RuntimeError {
+    RuntimeError::NotReady(match done {
+        Ok(Err(e)) => e,
+        Ok(Ok(())) => "a server stopped".into(),
+        Err(e) => format!("a server crashed: {e}"),
+    })
+}
+
+/// Loads both mail servers' configs, then starts DNS and the mail servers as
+/// tasks that stop when `stop` turns true.
+fn start_nodes(
+    plan: &Plan,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Result<Nodes, RuntimeError> {
+    let mut configs = Vec::new();
+    for s in &plan.servers {
+        let path = plan.dir.join(layout::server_config(&s.domain));
+        let config = mailserver::config::Config::load(&path)
+            .map_err(|e| RuntimeError::Environment(format!("{}: {e}", path.display())))?;
+        configs.push((s.hostname.clone(), config));
+    }
+    let query_log = plan.dir.join(layout::LOCAL_DNS_QUERY_LOG);
+    if let Some(dir) = query_log.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(RuntimeError::io(format!("cannot create {}", dir.display())))?;
+    }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut nodes = Nodes::new();
+    let dns_options = labdns::Options {
+        zones_dir: plan.dir.join(layout::DNS_DIR),
+        listen: vec![plan.dns.addr()],
+        query_log: Some(query_log),
+    };
+    let rx = stop.clone();
+    nodes.spawn(async move {
+        labdns::run(dns_options, stopped(rx))
+            .await
+            .map_err(|e| format!("dns: {e}"))
+    });
+    for (name, config) in configs {
+        let rx = stop.clone();
+        nodes.spawn(async move {
+            mailserver::run(config, stopped(rx))
+                .await
+                .map_err(|e| format!("{name}: {e}"))
+        });
+    }
+    Ok(nodes)
+}
+
+/// Waits until every service answers; fails when a node ends first or the
+/// timeout passes.
+async fn wait_ready(
+    plan: &Plan,
+    options: &UpOptions,
+    nodes: &mut Nodes,
+) -> Result<(), RuntimeError> {
+    let mut probes = vec![Probe::dns(plan, "dns")];
+    for s in &plan.servers {
+        probes.extend(Probe::mail(s, &s.hostname));
+    }
+    let deadline = Instant::now() + options.timeout;
+    let outcome = tokio::select! {
+        r = ready::wait_all(&probes, deadline, || async { Ok::<(), RuntimeError>(()) }, |_, _| {}) => r?,
+        Some(done) = nodes.join_next() => return Err(node_ended(done)),
+    };
+    outcome.map_err(|left| {
+        RuntimeError::NotReady(format!(
+            "not answering after {} s: {}",
+            options.timeout.as_secs(),
+            ready::describe(&left)
+        ))
+    })
 }
 
 impl Runtime for Local {
@@ -290,9 +273,9 @@ impl Runtime for Local {
                     .iter()
                     .map(|name| Node {
                         name: name.clone(),
-                        role: if name == "dns" { "dns" } else { "mail" }.into(),
+                        role: if name == "dns" { Role::Dns } else { Role::Mail },
                         domain: name.strip_prefix("mail.").map(str::to_string),
-                        state: "running".into(),
+                        state: NodeState::Running,
                         id: s.pid.to_string(),
                     })
                     .collect(),

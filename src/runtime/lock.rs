@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
 
-use super::{RuntimeError, state_dir};
+use super::api::{RuntimeError, state_dir};
 
 /// A held lock; released when dropped.
 #[derive(Debug)]

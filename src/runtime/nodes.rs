@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::plan::RuntimeKind;
 use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR, layout};
 
-use super::RuntimeError;
+use super::api::RuntimeError;
 use super::docker::{BINARY, Docker};
 
 /// The runtime of one lab, connected.

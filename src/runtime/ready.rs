@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
+use crate::plan::{MailNode, Plan};
+
 /// One address to wait for.
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -16,6 +18,38 @@ pub struct Probe {
     pub service: String,
     /// Where it listens.
     pub addr: SocketAddr,
+}
+
+impl Probe {
+    /// The lab DNS server, shown as `node`.
+    pub fn dns(plan: &Plan, node: &str) -> Probe {
+        Probe {
+            node: node.into(),
+            service: "dns".into(),
+            addr: plan.dns.addr(),
+        }
+    }
+
+    /// Every enabled service of a mail server, shown as `node`.
+    pub fn mail(server: &MailNode, node: &str) -> Vec<Probe> {
+        server
+            .ports
+            .enabled()
+            .map(|(service, port)| Probe {
+                node: node.into(),
+                service: service.name().into(),
+                addr: SocketAddr::new(server.ip.into(), port),
+            })
+            .collect()
+    }
+}
+
+/// `node service (addr), ...`: the probes that did not answer, for an error.
+pub fn describe(left: &[Probe]) -> String {
+    left.iter()
+        .map(|p| format!("{} {} ({})", p.node, p.service, p.addr))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Tries each probe once; returns the ones that did not answer.

@@ -15,6 +15,7 @@ use crate::client::imap::Imap;
 use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
 use crate::lab::Server;
+use crate::plan::Service;
 
 pub static GROUP: Group = Group {
     ids: &["R4", "R5"],
@@ -142,9 +143,9 @@ async fn tls_transfer(ctx: &Ctx, s: &Server) -> Check {
     let name = format!("{}: STARTTLS on 25 and 587, implicit TLS on 465", s.domain);
     let r = join_all(
         [
-            ("smtp", s.ports.smtp),
-            ("submission", s.ports.submission),
-            ("submissions", s.ports.submissions),
+            (Service::Smtp, s.ports.smtp),
+            (Service::Submission, s.ports.submission),
+            (Service::Submissions, s.ports.submissions),
         ]
         .map(|(svc, port)| async move { (svc, port, tls_on(ctx, s, svc).await) }),
     )

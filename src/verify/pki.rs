@@ -11,6 +11,7 @@ use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
 use crate::client::tls::TlsInfo;
 use crate::lab::Server;
+use crate::plan::Service;
 
 pub static GROUP: Group = Group {
     ids: &["R1"],
@@ -80,19 +81,14 @@ fn ca_check(ctx: &Ctx) -> Check {
 }
 
 /// TLS on one port: plain connection + upgrade command, or implicit TLS.
-pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo, String> {
+pub async fn tls_on(ctx: &Ctx, server: &Server, service: Service) -> Result<TlsInfo, String> {
     let bind = ctx.lab.host_ip();
     let host = server.hostname.as_str();
     let tls = Some((&ctx.tls, host));
     let p = server.ports;
     let info = match service {
-        "smtp" | "submission" => {
-            let port = if service == "smtp" {
-                p.smtp
-            } else {
-                p.submission
-            };
-            let mut s = Smtp::connect(server.addr(port), bind, None, false)
+        Service::Smtp | Service::Submission => {
+            let mut s = Smtp::connect(server.addr(p.get(service)), bind, None, false)
                 .await
                 .map_err(|e| e.to_string())?;
             let ehlo = s.ehlo(EHLO_NAME).await.map_err(|e| e.to_string())?;
@@ -111,7 +107,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             s.quit().await;
             info
         }
-        "submissions" => {
+        Service::Submissions => {
             let mut s = Smtp::connect(server.addr(p.submissions), bind, tls, false)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -119,7 +115,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             s.quit().await;
             info.ok_or("no TLS")?
         }
-        "imap" => {
+        Service::Imap => {
             let mut i = Imap::connect(server.addr(p.imap), bind, None)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -135,7 +131,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             i.logout().await;
             info
         }
-        "imaps" => {
+        Service::Imaps => {
             let mut i = Imap::connect(server.addr(p.imaps), bind, tls)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -143,7 +139,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             i.logout().await;
             info.ok_or("no TLS")?
         }
-        "pop3" => {
+        Service::Pop3 => {
             let mut c = Pop3::connect(server.addr(p.pop3), bind, None)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -152,7 +148,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             c.quit().await;
             info
         }
-        "pop3s" => {
+        Service::Pop3s => {
             let mut c = Pop3::connect(server.addr(p.pop3s), bind, tls)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -160,36 +156,27 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             c.quit().await;
             info.ok_or("no TLS")?
         }
-        other => return Err(format!("unknown service {other}")),
     };
     Ok(info)
 }
 
-/// The services and how TLS starts on each.
-pub const SERVICES: [(&str, &str); 7] = [
-    ("smtp", "STARTTLS"),
-    ("submission", "STARTTLS"),
-    ("submissions", "implicit"),
-    ("imap", "STARTTLS"),
-    ("imaps", "implicit"),
-    ("pop3", "STLS"),
-    ("pop3s", "implicit"),
-];
+/// How TLS starts on a service.
+fn tls_start(service: Service) -> &'static str {
+    match service {
+        Service::Smtp | Service::Submission | Service::Imap => "STARTTLS",
+        Service::Pop3 => "STLS",
+        Service::Submissions | Service::Imaps | Service::Pop3s => "implicit",
+    }
+}
 
 async fn server_tls(ctx: &Ctx, server: &Server) -> Check {
     let name = format!(
         "{}: TLS on all 7 ports verifies against the lab CA alone",
         server.hostname
     );
-    let ports = crate::plan::Ports::from(server.ports);
-    let results = join_all(SERVICES.iter().map(|(svc, how)| async move {
-        let port = ports
-            .all()
-            .iter()
-            .find(|(n, _)| n == svc)
-            .map(|(_, p)| *p)
-            .unwrap_or(0);
-        (svc, how, port, tls_on(ctx, server, svc).await)
+    let results = join_all(Service::ALL.map(|svc| async move {
+        let port = server.ports.get(svc);
+        (svc, tls_start(svc), port, tls_on(ctx, server, svc).await)
     }))
     .await;
     let mut ok = true;

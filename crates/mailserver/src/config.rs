@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::service::Ports;
+
 /// Default SMTP line limit: RFC 5321 §4.5.3.1.6 (text line, 1000 octets with CRLF).
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 1000;
 /// Default message size limit (advertised with SIZE, RFC 1870).
@@ -142,26 +144,14 @@ impl Config {
     }
 }
 
-/// Listening address and ports. A port of 0 disables that listener.
+/// Listening address and ports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// Address the listeners bind to and outbound connections leave from.
     pub address: IpAddr,
-    /// SMTP MX (RFC 5321), STARTTLS (RFC 3207).
-    pub smtp: u16,
-    /// Message submission (RFC 6409), STARTTLS.
-    pub submission: u16,
-    /// Submission over implicit TLS (RFC 8314).
-    pub submissions: u16,
-    /// IMAP with STARTTLS (RFC 3501).
-    pub imap: u16,
-    /// IMAP over implicit TLS (RFC 8314).
-    pub imaps: u16,
-    /// POP3 with STLS (RFC 1939, 2595).
-    pub pop3: u16,
-    /// POP3 over implicit TLS (RFC 8314).
-    pub pop3s: u16,
+    /// The port of each service; 0 disables that listener.
+    pub ports: Ports,
 }
 
 /// TLS material, PEM files.

@@ -198,7 +198,7 @@ impl Harness {
             r#"
 hostname: mail.example.test
 domain: example.test
-listen: {{address: 127.0.0.1, smtp: 0, submission: 0, submissions: 0, imap: 0, imaps: 0, pop3: 0, pop3s: 0}}
+listen: {{address: 127.0.0.1, ports: {{smtp: 0, submission: 0, submissions: 0, imap: 0, imaps: 0, pop3: 0, pop3s: 0}}}}
 tls: {{cert: cert.pem, key: key.pem, ca: cert.pem}}
 dns: {{server: "{dns}"}}
 data_dir: data

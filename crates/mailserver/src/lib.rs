@@ -19,6 +19,7 @@ pub mod message;
 pub mod pop3;
 pub mod queue;
 pub mod server;
+pub mod service;
 pub mod smtp;
 pub mod store;
 pub mod tls;

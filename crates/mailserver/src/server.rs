@@ -24,86 +24,8 @@ use crate::error::Error;
 use crate::transcript::Transcript;
 
 pub use crate::context::Context;
+pub use crate::service::{Ports, Service};
 pub use crate::tls::TlsActive;
-
-/// A listening service of the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Service {
-    /// Port 25: MX, STARTTLS, never AUTH.
-    Smtp,
-    /// Port 587: submission, STARTTLS then AUTH (RFC 6409).
-    Submission,
-    /// Port 465: submission over implicit TLS (RFC 8314 §3.3).
-    Submissions,
-    /// Port 143: IMAP, STARTTLS (RFC 3501 §6.2.1).
-    Imap,
-    /// Port 993: IMAP over implicit TLS (RFC 8314 §3.2).
-    Imaps,
-    /// Port 110: POP3, STLS (RFC 2595 §4).
-    Pop3,
-    /// Port 995: POP3 over implicit TLS (RFC 8314 §3.2).
-    Pop3s,
-}
-
-impl Service {
-    /// Every service, in a fixed order.
-    pub const ALL: [Service; 7] = [
-        Self::Smtp,
-        Self::Submission,
-        Self::Submissions,
-        Self::Imap,
-        Self::Imaps,
-        Self::Pop3,
-        Self::Pop3s,
-    ];
-
-    /// The service's name (as in the config and `status`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Smtp => "smtp",
-            Self::Submission => "submission",
-            Self::Submissions => "submissions",
-            Self::Imap => "imap",
-            Self::Imaps => "imaps",
-            Self::Pop3 => "pop3",
-            Self::Pop3s => "pop3s",
-        }
-    }
-
-    /// Its port in `config` (0: disabled).
-    pub fn port(self, config: &Config) -> u16 {
-        let l = &config.listen;
-        match self {
-            Self::Smtp => l.smtp,
-            Self::Submission => l.submission,
-            Self::Submissions => l.submissions,
-            Self::Imap => l.imap,
-            Self::Imaps => l.imaps,
-            Self::Pop3 => l.pop3,
-            Self::Pop3s => l.pop3s,
-        }
-    }
-
-    /// True when this build has a protocol handler for the service (it
-    /// listens on its port); the orchestrator waits only for these.
-    pub fn is_served(self) -> bool {
-        handler(self).is_some()
-    }
-
-    /// The protocol (transcript file name).
-    pub fn protocol(self) -> &'static str {
-        match self {
-            Self::Smtp | Self::Submission | Self::Submissions => "smtp",
-            Self::Imap | Self::Imaps => "imap",
-            Self::Pop3 | Self::Pop3s => "pop3",
-        }
-    }
-
-    /// True for the implicit-TLS ports.
-    pub fn implicit_tls(self) -> bool {
-        matches!(self, Self::Submissions | Self::Imaps | Self::Pop3s)
-    }
-}
 
 /// A boxed session future.
 pub type Session = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -137,11 +59,11 @@ pub struct Accepted {
 pub type Handler = fn(Arc<Context>, Accepted) -> Session;
 
 /// The handler of each service; a protocol module registers itself here.
-fn handler(service: Service) -> Option<Handler> {
+fn handler(service: Service) -> Handler {
     match service {
-        Service::Smtp | Service::Submission | Service::Submissions => Some(crate::smtp::handle),
-        Service::Imap | Service::Imaps => Some(crate::imap::handler),
-        Service::Pop3 | Service::Pop3s => Some(crate::pop3::handler),
+        Service::Smtp | Service::Submission | Service::Submissions => crate::smtp::handle,
+        Service::Imap | Service::Imaps => crate::imap::handler,
+        Service::Pop3 | Service::Pop3s => crate::pop3::handler,
     }
 }
 
@@ -238,11 +160,7 @@ async fn connection(
 /// Binds every configured service's port.
 async fn bind(config: &Config) -> Result<Vec<(Service, TcpListener)>, Error> {
     let mut listeners = Vec::new();
-    for service in Service::ALL {
-        let port = service.port(config);
-        if port == 0 || handler(service).is_none() {
-            continue;
-        }
+    for (service, port) in config.listen.ports.enabled() {
         let addr = SocketAddr::new(config.listen.address, port);
         let listener = TcpListener::bind(addr)
             .await
@@ -265,9 +183,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     tasks.spawn(crate::queue::worker::run(ctx.clone()));
     for (service, listener) in listeners {
         let ctx = ctx.clone();
-        let Some(handle) = handler(service) else {
-            continue;
-        };
+        let handle = handler(service);
         tracing::info!(service = service.name(), addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
         tasks.spawn(async move {
             loop {

@@ -15,7 +15,7 @@ use futures_util::TryStreamExt;
 use super::{CONTAINER_GID, CONTAINER_UID, Docker, is_not_found};
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{RuntimeError, hex};
+use crate::runtime::api::{RuntimeError, hex};
 
 /// labctl's version (the image tag).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

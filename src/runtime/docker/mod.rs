@@ -13,7 +13,6 @@ mod up;
 
 pub use image::{BINARY, check_static, elf_problem, reference as image_reference};
 pub use network::Cidr;
-pub use up::served_ports;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -26,7 +25,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::{Node, Removed, RunningLab, Runtime, RuntimeError, UpOptions};
+use super::api::{Node, NodeState, Removed, Role, RunningLab, Runtime, RuntimeError, UpOptions};
 use crate::naming::labels;
 use crate::plan::{Plan, RuntimeKind};
 
@@ -507,9 +506,14 @@ impl Runtime for Docker {
             });
             lab.nodes.push(Node {
                 name: container_name(&c),
-                role: l.get(labels::ROLE).cloned().unwrap_or_default(),
+                role: match l.get(labels::ROLE).map(String::as_str) {
+                    Some("dns") => Role::Dns,
+                    _ => Role::Mail,
+                },
                 domain: l.get(labels::DOMAIN).cloned(),
-                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                state: c
+                    .state
+                    .map_or(NodeState::Unknown, |s| NodeState::from_docker(s.as_ref())),
                 id: c.id.clone().unwrap_or_default(),
             });
         }
@@ -527,11 +531,11 @@ impl Runtime for Docker {
         };
         // Issue 13: a folder that is not a lab directory stops `down --purge` before it removes anything.
         for (v, dir) in &dirs {
-            super::local::purgeable(dir, *v)?;
+            crate::runtime::labdir::purgeable(dir, *v)?;
         }
         let mut removed = self.remove_lab_objects(variant, purge).await?;
         for (v, dir) in dirs {
-            if super::local::remove_lab_dir(&dir, v)? {
+            if crate::runtime::labdir::remove_lab_dir(&dir, v)? {
                 removed.dirs.push(dir);
             }
         }

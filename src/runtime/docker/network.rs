@@ -10,7 +10,7 @@ use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use super::Docker;
 use crate::naming::labels::{self, Object};
 use crate::plan::Plan;
-use crate::runtime::RuntimeError;
+use crate::runtime::api::RuntimeError;
 
 /// An IPv4 network `addr/len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

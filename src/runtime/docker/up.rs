@@ -5,7 +5,6 @@
 //! On failure what this run created is removed, unless `keep_on_failure`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bollard::models::{
@@ -20,8 +19,8 @@ use crate::naming::labels::{self, Object};
 use crate::plan::Plan;
 use crate::process::MALLOC_TUNABLES;
 use crate::render::{CONTAINER_DATA_DIR, CONTAINER_LAB_DIR, layout};
+use crate::runtime::api::{RuntimeError, UpOptions, hex};
 use crate::runtime::ready::{self, Probe};
-use crate::runtime::{RuntimeError, UpOptions, hex};
 
 /// Bumped whenever the container spec below changes, so `up` replaces old containers.
 const SPEC_VERSION: &str = "3";
@@ -61,20 +60,6 @@ impl Progress {
     }
 }
 
-/// The services a mail server of this build listens on, with the plan's ports.
-pub fn served_ports(plan: &Plan) -> Vec<(&'static str, u16)> {
-    plan.servers[0]
-        .ports
-        .all()
-        .into_iter()
-        .filter(|(name, _)| {
-            mailserver::server::Service::ALL
-                .iter()
-                .any(|s| s.name() == *name && s.is_served())
-        })
-        .collect()
-}
-
 fn desired(plan: &Plan) -> Vec<Desired> {
     let lab = CONTAINER_LAB_DIR;
     let dns_listen = plan.dns.addr().to_string();
@@ -94,13 +79,8 @@ fn desired(plan: &Plan) -> Vec<Desired> {
             "-".into(),
         ],
         volume: None,
-        probes: vec![Probe {
-            node: plan.dns.container.clone(),
-            service: "dns".into(),
-            addr: plan.dns.addr(),
-        }],
+        probes: vec![Probe::dns(plan, &plan.dns.container)],
     }];
-    let served = served_ports(plan);
     for s in &plan.servers {
         out.push(Desired {
             name: s.container.clone(),
@@ -113,14 +93,7 @@ fn desired(plan: &Plan) -> Vec<Desired> {
                 format!("{lab}/{}", layout::server_config(&s.domain)),
             ],
             volume: Some(s.volume.clone()),
-            probes: served
-                .iter()
-                .map(|(service, port)| Probe {
-                    node: s.container.clone(),
-                    service: service.to_string(),
-                    addr: SocketAddr::new(s.ip.into(), *port),
-                })
-                .collect(),
+            probes: Probe::mail(s, &s.container),
         });
     }
     out
@@ -256,8 +229,9 @@ impl Docker {
             r?;
         }
         let probes: Vec<Probe> = desired.iter().flat_map(|d| d.probes.clone()).collect();
-        let served: Vec<String> = served_ports(plan)
-            .iter()
+        let served: Vec<String> = plan.servers[0]
+            .ports
+            .enabled()
             .map(|(n, p)| format!("{n}/{p}"))
             .collect();
         progress.say(format_args!(
@@ -287,14 +261,10 @@ impl Docker {
         .await?;
         if let Err(left) = outcome {
             let failing = &left[0].node;
-            let missing: Vec<String> = left
-                .iter()
-                .map(|p| format!("{} {} ({})", p.node, p.service, p.addr))
-                .collect();
             return Err(RuntimeError::NotReady(format!(
                 "not answering after {} s: {}\nlast log lines of {failing}:\n{}\n  what to do: read `labctl logs --variant {}`, raise --timeout, or keep the containers with --keep-on-failure",
                 options.timeout.as_secs(),
-                missing.join(", "),
+                ready::describe(&left),
                 self.tail(failing).await,
                 plan.variant.number
             )));
@@ -505,7 +475,7 @@ impl Docker {
 fn prepare_lab_dir(plan: &Plan) -> Result<(u32, u32), RuntimeError> {
     use std::os::unix::fs::MetadataExt;
     // render claimed it; checked again right before a recursive chown (issue 13).
-    crate::runtime::ensure_lab_dir(&plan.dir)?;
+    crate::runtime::labdir::ensure_lab_dir(&plan.dir)?;
     let meta = std::fs::metadata(&plan.dir).map_err(RuntimeError::io(format!(
         "cannot read {}",
         plan.dir.display()
