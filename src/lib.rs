@@ -16,5 +16,6 @@ pub mod plan;
 pub mod process;
 pub mod render;
 pub mod runtime;
+pub mod target;
 pub mod variant;
 pub mod verify;

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// A listening service of the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Service {
     /// Port 25: MX, STARTTLS, never AUTH (RFC 5321, RFC 3207).
@@ -141,6 +141,20 @@ impl Ports {
         }
     }
 
+    /// These ports with `service` on `port`.
+    pub fn with(mut self, service: Service, port: u16) -> Ports {
+        *match service {
+            Service::Smtp => &mut self.smtp,
+            Service::Submission => &mut self.submission,
+            Service::Submissions => &mut self.submissions,
+            Service::Imap => &mut self.imap,
+            Service::Imaps => &mut self.imaps,
+            Service::Pop3 => &mut self.pop3,
+            Service::Pop3s => &mut self.pop3s,
+        } = port;
+        self
+    }
+
     /// Every service with its port, in [`Service::ALL`] order, disabled ones
     /// (port 0) left out.
     pub fn enabled(&self) -> impl Iterator<Item = (Service, u16)> + '_ {
@@ -169,6 +183,10 @@ mod tests {
         let local = Ports::STANDARD.offset(10000);
         assert_eq!(local.get(Service::Imaps), 10993);
         assert_eq!(local.enabled().count(), 7);
+        for s in Service::ALL {
+            assert_eq!(Ports::NONE.with(s, 7).get(s), 7);
+            assert_eq!(Ports::NONE.with(s, 7).enabled().count(), 1);
+        }
         let only_smtp = Ports {
             smtp: 25,
             ..Ports::NONE
