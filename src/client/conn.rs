@@ -140,6 +140,21 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Connects plain (`tls` none) or with implicit TLS, and reads the
+    /// server's greeting line (IMAP, POP3).
+    pub async fn open(
+        addr: SocketAddr,
+        bind: Option<IpAddr>,
+        tls: Option<(&Tls, &str)>,
+    ) -> Result<(Self, String), ClientError> {
+        let mut conn = match tls {
+            None => Self::connect(addr, bind).await?,
+            Some((tls, name)) => Self::connect_tls(addr, bind, tls, name).await?,
+        };
+        let greeting = conn.read_line().await?;
+        Ok((conn, greeting))
+    }
+
     /// Same, printing the dialogue.
     pub fn echoing(mut self, echo: bool) -> Self {
         self.echo = echo;

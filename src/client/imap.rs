@@ -78,11 +78,7 @@ impl Imap {
         bind: Option<IpAddr>,
         tls: Option<(&Tls, &str)>,
     ) -> Result<Self, ClientError> {
-        let mut conn = match tls {
-            None => Conn::connect(addr, bind).await?,
-            Some((tls, name)) => Conn::connect_tls(addr, bind, tls, name).await?,
-        };
-        let greeting = conn.read_line().await?;
+        let (conn, greeting) = Conn::open(addr, bind, tls).await?;
         if !greeting.starts_with("* OK") && !greeting.starts_with("* PREAUTH") {
             return Err(ClientError::Protocol(format!("IMAP greeting: {greeting}")));
         }

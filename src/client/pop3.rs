@@ -22,11 +22,7 @@ impl Pop3 {
         bind: Option<IpAddr>,
         tls: Option<(&Tls, &str)>,
     ) -> Result<Self, ClientError> {
-        let mut conn = match tls {
-            None => Conn::connect(addr, bind).await?,
-            Some((tls, name)) => Conn::connect_tls(addr, bind, tls, name).await?,
-        };
-        let greeting = conn.read_line().await?;
+        let (conn, greeting) = Conn::open(addr, bind, tls).await?;
         if !greeting.starts_with("+OK") {
             return Err(ClientError::Protocol(format!("POP3 greeting: {greeting}")));
         }

@@ -5,33 +5,31 @@
 use futures_util::future::{BoxFuture, join_all};
 
 use super::ctx::EHLO_NAME;
-use super::{Check, Ctx, Group};
+use super::{Check, Ctx, Group, Spec, per_server};
 use crate::client::imap::Imap;
 use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
 use crate::client::tls::TlsInfo;
 use crate::lab::Server;
 
+static CA: Spec = Spec::lab(
+    "R1",
+    "CA certificate: subject and issuer exactly the variant's, self-signed, a CA",
+);
+static PORTS: Spec = Spec::server(
+    "R1",
+    "TLS on all 7 ports: the chain verifies against the lab CA alone for mail.<d>",
+);
+
 pub static GROUP: Group = Group {
-    ids: &["R1"],
-    checks: &[
-        (
-            "R1",
-            "CA certificate: subject and issuer exactly the variant's, self-signed, a CA",
-        ),
-        (
-            "R1",
-            "every TLS port of each server: chain verifies against the lab CA alone for mail.<domain>",
-        ),
-    ],
+    checks: &[&CA, &PORTS],
     run,
 };
 
 fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
     Box::pin(async move {
         let mut checks = vec![ca_check(ctx)];
-        let servers = join_all(ctx.lab.servers.iter().map(|s| server_tls(ctx, s))).await;
-        checks.extend(servers);
+        checks.extend(per_server(ctx, |_, s| async move { vec![server_tls(ctx, s).await] }).await);
         checks
     })
 }
@@ -46,18 +44,17 @@ fn expected_dn(ctx: &Ctx) -> String {
 }
 
 fn ca_check(ctx: &Ctx) -> Check {
-    let name = "CA certificate: subject = issuer = the variant's name, self-signed CA";
     let pem = match std::fs::read(&ctx.lab.ca_cert) {
         Ok(p) => p,
-        Err(e) => return Check::fail("R1", name, format!("{}: {e}", ctx.lab.ca_cert.display())),
+        Err(e) => return CA.fail(None, format!("{}: {e}", ctx.lab.ca_cert.display())),
     };
     let parsed = x509_parser::pem::parse_x509_pem(&pem);
     let Ok((_, pem)) = parsed else {
-        return Check::fail("R1", name, "ca.crt is not a PEM certificate");
+        return CA.fail(None, "ca.crt is not a PEM certificate");
     };
     let cert = match pem.parse_x509() {
         Ok(c) => c,
-        Err(e) => return Check::fail("R1", name, format!("ca.crt: {e}")),
+        Err(e) => return CA.fail(None, format!("ca.crt: {e}")),
     };
     let expected = expected_dn(ctx);
     let subject = cert.subject().to_string();
@@ -69,9 +66,8 @@ fn ca_check(ctx: &Ctx) -> Check {
         .is_some_and(|b| b.value.ca);
     let self_signed = cert.verify_signature(None).is_ok();
     let ok = subject == expected && issuer == expected && is_ca && self_signed;
-    Check::new(
-        "R1",
-        name,
+    CA.check(
+        None,
         ok,
         format!(
             "subject: {subject}\nissuer:  {issuer}\nexpected: {expected}\nbasicConstraints CA: {is_ca}; signature verifies with its own key: {self_signed}"
@@ -177,10 +173,6 @@ pub const SERVICES: [(&str, &str); 7] = [
 ];
 
 async fn server_tls(ctx: &Ctx, server: &Server) -> Check {
-    let name = format!(
-        "{}: TLS on all 7 ports verifies against the lab CA alone",
-        server.hostname
-    );
     let ports = crate::plan::Ports::from(server.ports);
     let results = join_all(SERVICES.iter().map(|(svc, how)| async move {
         let port = ports
@@ -203,5 +195,5 @@ async fn server_tls(ctx: &Ctx, server: &Server) -> Check {
             }
         }
     }
-    Check::new("R1", name, ok, evidence.join("\n"))
+    PORTS.on(server, ok, evidence.join("\n"))
 }
