@@ -11,40 +11,27 @@ use super::ctx::EHLO_NAME;
 use super::pki::tls_on;
 use super::{Check, Ctx, Group, Spec, per_server};
 use crate::client::ClientError;
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
 use crate::lab::Server;
 
-static TLS: Spec = Spec::server(
-    "R5",
-    "STARTTLS on 25 and 587, implicit TLS on 465, chain verified against the lab CA",
-);
-static PLAIN_587: Spec = Spec::server("R5", "587 before STARTTLS: AUTH not offered and refused");
-static AUTH_OK: Spec = Spec::server("R4", "587 after STARTTLS and 465: AUTH PLAIN succeeds");
-static AUTH_25: Spec = Spec::server(
-    "R4",
-    "25 (before and after STARTTLS): AUTH not offered and refused",
-);
-static RELAY_25: Spec = Spec::server(
-    "R4",
-    "25 without AUTH: relay to a foreign domain and to the other lab domain refused",
-);
-static RELAY_587: Spec = Spec::server(
-    "R4",
-    "587 after STARTTLS without AUTH: sending to another domain refused",
-);
+catalog! {
+    TLS: server "R5" "STARTTLS on 25 and 587, implicit TLS on 465, chain verified against the lab CA";
+    PLAIN_587: server "R5" "587 before STARTTLS: AUTH not offered and refused";
+    AUTH_OK: server "R4" "587 after STARTTLS and 465: AUTH PLAIN succeeds";
+    AUTH_25: server "R4" "25 (before and after STARTTLS): AUTH not offered and refused";
+    RELAY_25: server "R4" "25 without AUTH: relay to a foreign domain and to the other lab domain refused";
+    RELAY_587: server "R4" "587 after STARTTLS without AUTH: sending to another domain refused";
+    IMAP_PLAIN: server "R11" "143: LOGINDISABLED advertised and LOGIN refused before STARTTLS, LOGINDISABLED absent after";
+    POP_PLAIN: server "R11" "110 before STLS: POP3 USER/PASS refused";
+}
 
 pub static GROUP: Group = Group {
     checks: &[&TLS, &PLAIN_587, &AUTH_OK, &AUTH_25, &RELAY_25, &RELAY_587],
     run,
 };
-
-static IMAP_PLAIN: Spec = Spec::server(
-    "R11",
-    "143: LOGINDISABLED advertised and LOGIN refused before STARTTLS, LOGINDISABLED absent after",
-);
-static POP_PLAIN: Spec = Spec::server("R11", "110 before STLS: POP3 USER/PASS refused");
 
 pub static MAILBOX_ACCESS: Group = Group {
     checks: &[&IMAP_PLAIN, &POP_PLAIN],
@@ -274,7 +261,7 @@ async fn relay_on_587(ctx: &Ctx, i: usize, s: &Server) -> Probe {
 async fn mailbox_access(ctx: &Ctx, s: &Server) -> Vec<Check> {
     let m = &s.mailboxes[0];
     let imap = async {
-        let mut c = Imap::connect(s.addr(s.ports.imap), ctx.lab.host_ip(), None)
+        let mut c = connect::<Imap>(s.addr(s.ports.imap), ctx.lab.host_ip(), None)
             .await
             .map_err(|e| (e, String::new()))?;
         // RFC 3501 §6.2.3 and RFC 2595 §3.2: LOGINDISABLED before the TLS
@@ -301,7 +288,7 @@ async fn mailbox_access(ctx: &Ctx, s: &Server) -> Vec<Check> {
         r.map_err(|e| (e, c.conn.transcript()))
     };
     let pop = async {
-        let mut c = Pop3::connect(s.addr(s.ports.pop3), ctx.lab.host_ip(), None)
+        let mut c = connect::<Pop3>(s.addr(s.ports.pop3), ctx.lab.host_ip(), None)
             .await
             .map_err(|e| (e, String::new()))?;
         let r: Result<(bool, String), ClientError> = async {

@@ -8,6 +8,7 @@ use hickory_resolver::TokioResolver;
 use tokio::sync::OnceCell;
 
 use super::messages;
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::smtp::{Relayed, Reply, Smtp};
 use crate::client::tls::Tls;
@@ -255,7 +256,7 @@ impl Ctx {
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>, ClientError> {
         let server = self.server_of(&mailbox.address);
-        let mut imap = Imap::connect(
+        let mut imap = connect::<Imap>(
             server.addr(server.ports.imaps),
             self.lab.host_ip(),
             Some((&self.tls, &server.hostname)),

@@ -4,22 +4,17 @@
 use futures_util::future::{BoxFuture, join_all};
 
 use super::ctx::Delivered;
-use super::{Check, Ctx, Group, Spec, messages, on_probes};
+use super::{Check, Ctx, Group, messages, on_probes};
 use crate::client::ClientError;
-use crate::client::conn::Conn;
+use crate::client::conn::{Conn, Greeted, connect};
 use crate::client::imap::Imap;
 use crate::client::pop3::Pop3;
-use crate::client::tls::Tls;
 use crate::lab::{Mailbox, Server};
 
-static IMAP: Spec = Spec::server(
-    "R11",
-    "the delivered probe message read over IMAP: 143 + STARTTLS and 993",
-);
-static POP: Spec = Spec::server(
-    "R11",
-    "the delivered probe message read over POP3: 110 + STLS and 995",
-);
+catalog! {
+    IMAP: server "R11" "the delivered probe message read over IMAP: 143 + STARTTLS and 993";
+    POP: server "R11" "the delivered probe message read over POP3: 110 + STLS and 995";
+}
 
 pub static GROUP: Group = Group {
     checks: &[&IMAP, &POP],
@@ -44,12 +39,17 @@ async fn read_both(ctx: &Ctx, p: &Delivered) -> Vec<Check> {
         let cause = format!("{} not in lab.json", p.to);
         return vec![IMAP.fail_on(s, cause.as_str()), POP.fail_on(s, cause)];
     };
-    let id = p.message_id.as_str();
+    let want = Want {
+        ctx,
+        s,
+        m,
+        id: p.message_id.as_str(),
+    };
     // POP3 allows one session per maildrop at a time (RFC 1939 §8): each
     // protocol reads its two ways one after the other.
     let (imap, pop) = tokio::join!(
-        both_ways(|implicit| imap_read(ctx, s, m, id, implicit)),
-        both_ways(|implicit| pop_read(ctx, s, m, id, implicit)),
+        both_ways(|implicit| imap_read(&want, implicit)),
+        both_ways(|implicit| pop_read(&want, implicit)),
     );
     vec![IMAP.on(s, imap.0, imap.1), POP.on(s, pop.0, pop.1)]
 }
@@ -70,19 +70,30 @@ where
     (ok, ev.join("\n"))
 }
 
-/// The port and the TLS to connect with: the plain port (TLS comes by the
-/// upgrade command) or the implicit TLS port.
-fn way_in<'a>(
+/// What to read: the message `id` in the INBOX of `m` on server `s`.
+struct Want<'a> {
     ctx: &'a Ctx,
     s: &'a Server,
+    m: &'a Mailbox,
+    id: &'a str,
+}
+
+/// Connects to the plain port (TLS comes by the upgrade command) or the
+/// implicit TLS port of `ports`; errors name the port.
+async fn open<S: Greeted>(
+    w: &Want<'_>,
     (plain, tls_port): (u16, u16),
     implicit: bool,
-) -> (u16, Option<(&'a Tls, &'a str)>) {
-    if implicit {
-        (tls_port, Some((&ctx.tls, s.hostname.as_str())))
+) -> Result<(u16, S), String> {
+    let (port, tls) = if implicit {
+        (tls_port, Some((&w.ctx.tls, w.s.hostname.as_str())))
     } else {
         (plain, None)
-    }
+    };
+    connect::<S>(w.s.addr(port), w.ctx.lab.host_ip(), tls)
+        .await
+        .map(|c| (port, c))
+        .map_err(|e| format!("{port}: {e}"))
 }
 
 /// The TLS version and cipher of a connection, for evidence.
@@ -93,17 +104,9 @@ fn tls_of(conn: &Conn) -> String {
         .unwrap_or_default()
 }
 
-async fn imap_read(
-    ctx: &Ctx,
-    s: &Server,
-    m: &Mailbox,
-    id: &str,
-    implicit: bool,
-) -> Result<String, String> {
-    let (port, tls) = way_in(ctx, s, (s.ports.imap, s.ports.imaps), implicit);
-    let mut c = Imap::connect(s.addr(port), ctx.lab.host_ip(), tls)
-        .await
-        .map_err(|e| format!("{port}: {e}"))?;
+async fn imap_read(w: &Want<'_>, implicit: bool) -> Result<String, String> {
+    let Want { ctx, s, m, id } = *w;
+    let (port, mut c) = open::<Imap>(w, (s.ports.imap, s.ports.imaps), implicit).await?;
     let r: Result<String, ClientError> = async {
         if !implicit {
             let a = c.starttls(&ctx.tls, &s.hostname).await?;
@@ -137,17 +140,9 @@ async fn imap_read(
     r.map_err(|e| format!("{port}: {e}\n{}", c.conn.transcript()))
 }
 
-async fn pop_read(
-    ctx: &Ctx,
-    s: &Server,
-    m: &Mailbox,
-    id: &str,
-    implicit: bool,
-) -> Result<String, String> {
-    let (port, tls) = way_in(ctx, s, (s.ports.pop3, s.ports.pop3s), implicit);
-    let mut c = Pop3::connect(s.addr(port), ctx.lab.host_ip(), tls)
-        .await
-        .map_err(|e| format!("{port}: {e}"))?;
+async fn pop_read(w: &Want<'_>, implicit: bool) -> Result<String, String> {
+    let (ctx, s, m, id) = (w.ctx, w.s, w.m, w.id);
+    let (port, mut c) = open::<Pop3>(w, (s.ports.pop3, s.ports.pop3s), implicit).await?;
     let r: Result<String, ClientError> = async {
         if !implicit {
             let st = c.stls(&ctx.tls, &s.hostname).await?;

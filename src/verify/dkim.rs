@@ -8,21 +8,14 @@ use futures_util::future::{BoxFuture, join_all};
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 
 use super::ctx::Delivered;
-use super::{Check, Ctx, Group, Spec, on_probes};
+use super::{Check, Ctx, Group, on_probes};
 use crate::analysis::headers;
 
-static SIGNED: Spec = Spec::server(
-    "R6",
-    "mail the server sends to the other domain carries a DKIM-Signature d=<d> that verifies",
-);
-static VERIFIED: Spec = Spec::server(
-    "R7",
-    "the server recorded Authentication-Results dkim=pass for mail of the other domain",
-);
-static TAMPERED: Spec = Spec::server(
-    "R7",
-    "a copy with an altered body, injected from the sending server's address, refused 550 5.7.20 at the end of DATA",
-);
+catalog! {
+    SIGNED: server "R6" "mail the server sends to the other domain carries a DKIM-Signature d=<d> that verifies";
+    VERIFIED: server "R7" "the server recorded Authentication-Results dkim=pass for mail of the other domain";
+    TAMPERED: server "R7" "a copy with an altered body, injected from the sending server's address, refused 550 5.7.20 at the end of DATA";
+}
 
 pub static GROUP: Group = Group {
     checks: &[&SIGNED, &VERIFIED, &TAMPERED],

@@ -14,22 +14,18 @@ use crate::lab::Server;
 use crate::render::layout;
 use crate::variant::SpfMechanism;
 
-static MX: Spec = Spec::server(
-    "R13",
-    "MX <d> = 10 mail.<d>; A mail.<d> = the server's address",
-);
+catalog! {
+    MX: server "R13" "MX <d> = 10 mail.<d>; A mail.<d> = the server's address";
+    SPF: server "R13" "TXT <d> = the variant's SPF policy, exactly";
+    DKIM: server "R13" "TXT <selector>._domainkey.<d> = the public half of the key the server signs with";
+    DMARC: server "R13" "TXT _dmarc.<d> is a DMARC record";
+    PTR: server "R13" "PTR of the server's address = mail.<d>";
+}
 static APEX: Spec = Spec::server(
     "R13",
     "apex A <d> = the server's address (the SPF policy has `a`)",
 )
 .only_when(|v| v.spf().mechanisms.contains(&SpfMechanism::A));
-static SPF: Spec = Spec::server("R13", "TXT <d> = the variant's SPF policy, exactly");
-static DKIM: Spec = Spec::server(
-    "R13",
-    "TXT <selector>._domainkey.<d> = the public half of the key the server signs with",
-);
-static DMARC: Spec = Spec::server("R13", "TXT _dmarc.<d> is a DMARC record");
-static PTR: Spec = Spec::server("R13", "PTR of the server's address = mail.<d>");
 
 pub static GROUP: Group = Group {
     checks: &[&MX, &APEX, &SPF, &DKIM, &DMARC, &PTR],

@@ -23,34 +23,15 @@ use crate::analysis::headers;
 use crate::client::smtp::Reply;
 use crate::lab::{Mailbox, Server};
 
-static BODY: Spec = Spec::server(
-    "R9",
-    "EICAR in the body refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; clean text accepted",
-);
-static ATTACHMENT: Spec = Spec::server(
-    "R9",
-    "EICAR as a base64 attachment refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; a clean attachment accepted",
-);
-static ZIP: Spec = Spec::server(
-    "R9",
-    "EICAR in a deflated zip refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; a clean zip accepted",
-);
-static NESTED: Spec = Spec::server(
-    "R9",
-    "EICAR in a zip inside a zip refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; a clean nested zip accepted",
-);
-static GTUBE_REFUSED: Spec = Spec::server(
-    "R10",
-    "GTUBE refused at the end of DATA, 5.7.x naming the rule, on 587 and on 25; clean text accepted",
-);
-static SPAM: Spec = Spec::server(
-    "R10",
-    "a spammy message from the other domain filed into Junk with X-Spam-Flag: YES",
-);
-static NORMAL: Spec = Spec::server(
-    "R10",
-    "a normal message (the probe) from the other domain in the INBOX, not tagged as spam",
-);
+catalog! {
+    BODY: server "R9" "EICAR in the body refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; clean text accepted";
+    ATTACHMENT: server "R9" "EICAR as a base64 attachment refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; a clean attachment accepted";
+    ZIP: server "R9" "EICAR in a deflated zip refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; a clean zip accepted";
+    NESTED: server "R9" "EICAR in a zip inside a zip refused at the end of DATA, 5.7.x naming the signature, on 587 and on 25; a clean nested zip accepted";
+    GTUBE_REFUSED: server "R10" "GTUBE refused at the end of DATA, 5.7.x naming the rule, on 587 and on 25; clean text accepted";
+    SPAM: server "R10" "a spammy message from the other domain filed into Junk with X-Spam-Flag: YES";
+    NORMAL: server "R10" "a normal message (the probe) from the other domain in the INBOX, not tagged as spam";
+}
 
 pub static GROUP: Group = Group {
     checks: &[
@@ -176,13 +157,7 @@ async fn both_ways(
                     end: sub.end_of_data.then_some(sub.reply),
                 })
                 .collect(),
-            Err(e) => messages
-                .iter()
-                .map(|_| Ended {
-                    end: None,
-                    shown: format!("587 as {}: {e}", to.address),
-                })
-                .collect::<Vec<_>>(),
+            Err(e) => unsent(messages.len(), format!("587 as {}: {e}", to.address)),
         }
     };
     let relay = async {
@@ -208,17 +183,21 @@ async fn both_ways(
                     end: r.end,
                 })
                 .collect(),
-            Err(e) => messages
-                .iter()
-                .map(|_| Ended {
-                    end: None,
-                    shown: format!("25 from {}: {e}", other.ip),
-                })
-                .collect::<Vec<_>>(),
+            Err(e) => unsent(messages.len(), format!("25 from {}: {e}", other.ip)),
         }
     };
     let (a, b) = tokio::join!(submit, relay);
     a.into_iter().zip(b).map(|(a, b)| [a, b]).collect()
+}
+
+/// `n` messages that a session which failed (`why`) never sent.
+fn unsent(n: usize, why: String) -> Vec<Ended> {
+    (0..n)
+        .map(|_| Ended {
+            end: None,
+            shown: why.clone(),
+        })
+        .collect()
 }
 
 /// A refusal at the end of DATA, 5xx with a 5.7.x enhanced code (RFC 3463

@@ -7,19 +7,19 @@
 use futures_util::future::{BoxFuture, join_all};
 
 use super::ctx::EHLO_NAME;
-use super::{Check, Ctx, Group, Spec};
+use super::{Check, Ctx, Group};
 use crate::client::ClientError;
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::smtp::Smtp;
 use crate::lab::Server;
 
-static NAME: Spec = Spec::server("R2", "greets and answers EHLO as mail.<d>");
-static RCPT: Spec = Spec::server(
-    "R3",
-    "every mailbox of the variant accepted at RCPT on port 25",
-);
-static UNKNOWN: Spec = Spec::server("R3", "an unknown mailbox refused with 550 5.1.1");
-static LOGIN: Spec = Spec::server("R3", "every mailbox of the variant logs in over IMAPS");
+catalog! {
+    NAME: server "R2" "greets and answers EHLO as mail.<d>";
+    RCPT: server "R3" "every mailbox of the variant accepted at RCPT on port 25";
+    UNKNOWN: server "R3" "an unknown mailbox refused with 550 5.1.1";
+    LOGIN: server "R3" "every mailbox of the variant logs in over IMAPS";
+}
 
 pub static GROUP: Group = Group {
     checks: &[&NAME, &RCPT, &UNKNOWN, &LOGIN],
@@ -137,7 +137,7 @@ async fn logins(ctx: &Ctx, d: &str, s: &Server, mailboxes: &[&str]) -> Check {
         };
         let port = s.ports.imaps;
         let r: Result<String, ClientError> = async {
-            let mut c = Imap::connect(
+            let mut c = connect::<Imap>(
                 s.addr(port),
                 ctx.lab.host_ip(),
                 Some((&ctx.tls, &s.hostname)),

@@ -7,6 +7,14 @@
 //! the record). The groups run concurrently; messages they send carry a
 //! per-run token so they never confuse each other or earlier runs.
 
+/// Declares catalog entries ([`Spec`]), one a line: `NAME: server "R9" "what";`
+/// (`server`: once per server, `lab`: once).
+macro_rules! catalog {
+    ($($name:ident: $scope:ident $id:literal $what:literal;)+) => {
+        $(static $name: $crate::verify::Spec = $crate::verify::Spec::$scope($id, $what);)+
+    };
+}
+
 mod access;
 mod ctx;
 mod delivery;

@@ -5,21 +5,18 @@
 use futures_util::future::{BoxFuture, join_all};
 
 use super::ctx::EHLO_NAME;
-use super::{Check, Ctx, Group, Spec, per_server};
+use super::{Check, Ctx, Group, per_server};
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
 use crate::client::tls::TlsInfo;
 use crate::lab::Server;
 
-static CA: Spec = Spec::lab(
-    "R1",
-    "CA certificate: subject and issuer exactly the variant's, self-signed, a CA",
-);
-static PORTS: Spec = Spec::server(
-    "R1",
-    "TLS on all 7 ports: the chain verifies against the lab CA alone for mail.<d>",
-);
+catalog! {
+    CA: lab "R1" "CA certificate: subject and issuer exactly the variant's, self-signed, a CA";
+    PORTS: server "R1" "TLS on all 7 ports: the chain verifies against the lab CA alone for mail.<d>";
+}
 
 pub static GROUP: Group = Group {
     checks: &[&CA, &PORTS],
@@ -116,7 +113,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             info.ok_or("no TLS")?
         }
         "imap" => {
-            let mut i = Imap::connect(server.addr(p.imap), bind, None)
+            let mut i = connect::<Imap>(server.addr(p.imap), bind, None)
                 .await
                 .map_err(|e| e.to_string())?;
             let a = i
@@ -132,7 +129,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             info
         }
         "imaps" => {
-            let mut i = Imap::connect(server.addr(p.imaps), bind, tls)
+            let mut i = connect::<Imap>(server.addr(p.imaps), bind, tls)
                 .await
                 .map_err(|e| e.to_string())?;
             let info = i.conn.tls.clone();
@@ -140,7 +137,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             info.ok_or("no TLS")?
         }
         "pop3" => {
-            let mut c = Pop3::connect(server.addr(p.pop3), bind, None)
+            let mut c = connect::<Pop3>(server.addr(p.pop3), bind, None)
                 .await
                 .map_err(|e| e.to_string())?;
             let st = c.stls(&ctx.tls, host).await.map_err(|e| e.to_string())?;
@@ -149,7 +146,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: &str) -> Result<TlsInfo
             info
         }
         "pop3s" => {
-            let mut c = Pop3::connect(server.addr(p.pop3s), bind, tls)
+            let mut c = connect::<Pop3>(server.addr(p.pop3s), bind, tls)
                 .await
                 .map_err(|e| e.to_string())?;
             let info = c.conn.tls.clone();

@@ -11,21 +11,17 @@ use hickory_resolver::proto::rr::RecordType;
 use futures_util::future::{BoxFuture, join_all};
 
 use super::ctx::{DELIVERY_DEADLINE, EHLO_NAME};
-use super::{Check, Ctx, Group, Spec, messages, on_probes};
+use super::{Check, Ctx, Group, messages, on_probes};
 use crate::analysis::headers;
 use crate::client::dns::query;
 use crate::client::smtp::{Reply, Smtp};
 use crate::lab::Server;
 use crate::variant::SpfMechanism;
 
-static PASS: Spec = Spec::server(
-    "R8",
-    "mail relayed from the other server: Authentication-Results spf=pass, by the mechanism of the policy that matches its address in the lab DNS",
-);
-static FORGED: Spec = Spec::server(
-    "R8",
-    "mail as the other domain from the host: -all -> refused 550 5.7.23; ~all -> delivered, marked spf=softfail",
-);
+catalog! {
+    PASS: server "R8" "mail relayed from the other server: Authentication-Results spf=pass, by the mechanism of the policy that matches its address in the lab DNS";
+    FORGED: server "R8" "mail as the other domain from the host: -all -> refused 550 5.7.23; ~all -> delivered, marked spf=softfail";
+}
 
 pub static GROUP: Group = Group {
     checks: &[&PASS, &FORGED],

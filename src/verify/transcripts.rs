@@ -10,22 +10,15 @@
 use futures_util::future::BoxFuture;
 
 use super::ctx::Delivered;
-use super::{Check, Ctx, Group, Spec, on_probes};
+use super::{Check, Ctx, Group, on_probes};
 use crate::analysis::headers::{self, Received};
 use crate::analysis::trace::{self, Session};
 
-static HOPS: Spec = Spec::server(
-    "R12",
-    "mail the server sends: the transcripts hold the SMTP session of every hop",
-);
-static EXPLAINED: Spec = Spec::server(
-    "R12",
-    "mail the server receives: every Received hop agrees with its session (from, by, protocol, TLS); Authentication-Results decode to spf, dkim and dmarc",
-);
-static RELAY_TLS: Spec = Spec::server(
-    "R5",
-    "mail relayed to the server came over TLS: ESMTPS in its Received field, STARTTLS in its transcript",
-);
+catalog! {
+    HOPS: server "R12" "mail the server sends: the transcripts hold the SMTP session of every hop";
+    EXPLAINED: server "R12" "mail the server receives: every Received hop agrees with its session (from, by, protocol, TLS); Authentication-Results decode to spf, dkim and dmarc";
+    RELAY_TLS: server "R5" "mail relayed to the server came over TLS: ESMTPS in its Received field, STARTTLS in its transcript";
+}
 
 pub static GROUP: Group = Group {
     checks: &[&HOPS, &EXPLAINED, &RELAY_TLS],
