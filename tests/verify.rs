@@ -527,6 +527,29 @@ fn verify_catches_a_server_refusing_every_submission() {
 }
 
 #[test]
+fn verify_catches_the_spam_filter_turned_off() {
+    // Domain 2 scores nothing: GTUBE is accepted on both ways in, and the
+    // spammy message lands in its INBOX, unflagged. Malware is still
+    // refused, and the probe is still untagged.
+    fault(
+        |_, _, d2| {
+            vec![config(
+                d2,
+                "spam:\n  enabled: true",
+                "spam:\n  enabled: false",
+            )]
+        },
+        &["R9", "R10"],
+        |_, d2| {
+            vec![
+                ("R10", d2.into(), "GTUBE", "end of DATA -> 250"),
+                ("R10", d2.into(), "Junk", "found in INBOX"),
+            ]
+        },
+    );
+}
+
+#[test]
 fn verify_catches_a_missing_mailbox_and_a_wrong_host_name() {
     // Domain 2's server lost its last mailbox and calls itself mx.<d2>.
     fault(
