@@ -456,6 +456,32 @@ fn verify_catches_dkim_verification_off() {
 }
 
 #[test]
+fn verify_catches_signing_with_a_key_the_dns_does_not_publish() {
+    // Domain 1 signs with domain 2's private key: its DKIM record no longer
+    // matches (R13), and domain 2 refuses its mail 550 5.7.20, so the probe
+    // from domain 1 never arrives and the checks that read it fail with
+    // that cause (R6 for the sender, R7 for the receiver).
+    fault(
+        |_, d1, d2| {
+            vec![config(
+                d1,
+                &format!("key: ../../dkim/{d1}.key"),
+                &format!("key: ../../dkim/{d2}.key"),
+            )]
+        },
+        &["R6", "R7", "R13"],
+        |d1, d2| {
+            vec![
+                ("R13", d1.into(), "_domainkey", "does NOT match"),
+                ("R6", d1.into(), "DKIM-Signature", "the probe message"),
+                ("R7", d2.into(), "dkim=pass", "the probe message"),
+                ("R7", d2.into(), "altered body", "the probe message"),
+            ]
+        },
+    );
+}
+
+#[test]
 fn verify_catches_spf_fail_accepted() {
     fault(
         |_, _, d2| vec![config(d2, "spf_fail: reject", "spf_fail: accept")],
