@@ -119,7 +119,7 @@ fn hops(ctx: &Ctx, p: &Delivered, sessions: &[Session]) -> Check {
             if r.id.is_empty() { "-" } else { &r.id },
             match s {
                 Some(s) => format!(
-                    "session {} ({}, {} lines{})",
+                    "transcript found: session {} ({}, {} lines{})",
                     s.id,
                     s.proto,
                     s.entries.len(),
