@@ -334,9 +334,9 @@ pub struct InjectArgs {
     /// The envelope recipient.
     #[arg(long)]
     pub rcpt: String,
-    /// The message, base64.
-    #[arg(long, value_name = "BASE64")]
-    pub message_base64: String,
+    /// A message, base64; repeated: one transaction each, in one session.
+    #[arg(long, value_name = "BASE64", required = true)]
+    pub message_base64: Vec<String>,
 }
 
 /// Options of `serve-mail`.

@@ -301,3 +301,35 @@ impl Conn {
         out
     }
 }
+
+/// A session that begins with a one-line greeting of the server (IMAP
+/// RFC 3501 §7.1, POP3 RFC 1939 §4).
+pub trait Greeted: Sized {
+    /// The protocol, for errors.
+    const PROTOCOL: &'static str;
+    /// Whether the greeting lets the session go on.
+    fn welcomes(greeting: &str) -> bool;
+    /// The session on a connection whose server sent `greeting`.
+    fn start(conn: Conn, greeting: String) -> Self;
+}
+
+/// Connects plain (`tls` none) or with implicit TLS, reads the greeting and
+/// starts the session `S` on it.
+pub async fn connect<S: Greeted>(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    tls: Option<(&Tls, &str)>,
+) -> Result<S, ClientError> {
+    let mut conn = match tls {
+        None => Conn::connect(addr, bind).await?,
+        Some((tls, name)) => Conn::connect_tls(addr, bind, tls, name).await?,
+    };
+    let greeting = conn.read_line().await?;
+    if !S::welcomes(&greeting) {
+        return Err(ClientError::Protocol(format!(
+            "{} greeting: {greeting}",
+            S::PROTOCOL
+        )));
+    }
+    Ok(S::start(conn, greeting))
+}

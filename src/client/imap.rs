@@ -3,11 +3,10 @@
 //! IDLE (RFC 2177), LOGOUT. Server literals (`{n}`) are read; the client
 //! never sends literals (it quotes strings, RFC 3501 §4.3).
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::ClientError;
-use super::conn::Conn;
+use super::conn::{Conn, Greeted};
 use super::tls::Tls;
 
 /// One untagged response with the literals it carried.
@@ -71,28 +70,21 @@ pub fn literal_len(line: &str) -> Option<usize> {
         .ok()
 }
 
-impl Imap {
-    /// Connects (plain, or implicit TLS) and reads the greeting.
-    pub async fn connect(
-        addr: SocketAddr,
-        bind: Option<IpAddr>,
-        tls: Option<(&Tls, &str)>,
-    ) -> Result<Self, ClientError> {
-        let mut conn = match tls {
-            None => Conn::connect(addr, bind).await?,
-            Some((tls, name)) => Conn::connect_tls(addr, bind, tls, name).await?,
-        };
-        let greeting = conn.read_line().await?;
-        if !greeting.starts_with("* OK") && !greeting.starts_with("* PREAUTH") {
-            return Err(ClientError::Protocol(format!("IMAP greeting: {greeting}")));
-        }
-        Ok(Self {
+impl Greeted for Imap {
+    const PROTOCOL: &'static str = "IMAP";
+    fn welcomes(greeting: &str) -> bool {
+        greeting.starts_with("* OK") || greeting.starts_with("* PREAUTH")
+    }
+    fn start(conn: Conn, greeting: String) -> Self {
+        Self {
             conn,
             greeting,
             next_tag: 1,
-        })
+        }
     }
+}
 
+impl Imap {
     /// Reads one response line with any literals; `Ok(None)` at the tagged line `tag`.
     async fn read_untagged(&mut self) -> Result<Untagged, ClientError> {
         let mut u = Untagged::default();

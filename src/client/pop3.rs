@@ -1,9 +1,7 @@
 //! A minimal POP3 client (RFC 1939) with STLS (RFC 2595 §4) and CAPA (RFC 2449).
 
-use std::net::{IpAddr, SocketAddr};
-
 use super::ClientError;
-use super::conn::Conn;
+use super::conn::{Conn, Greeted};
 use super::tls::Tls;
 
 /// A POP3 session.
@@ -15,24 +13,17 @@ pub struct Pop3 {
     pub greeting: String,
 }
 
-impl Pop3 {
-    /// Connects (plain, or implicit TLS) and reads the greeting.
-    pub async fn connect(
-        addr: SocketAddr,
-        bind: Option<IpAddr>,
-        tls: Option<(&Tls, &str)>,
-    ) -> Result<Self, ClientError> {
-        let mut conn = match tls {
-            None => Conn::connect(addr, bind).await?,
-            Some((tls, name)) => Conn::connect_tls(addr, bind, tls, name).await?,
-        };
-        let greeting = conn.read_line().await?;
-        if !greeting.starts_with("+OK") {
-            return Err(ClientError::Protocol(format!("POP3 greeting: {greeting}")));
-        }
-        Ok(Self { conn, greeting })
+impl Greeted for Pop3 {
+    const PROTOCOL: &'static str = "POP3";
+    fn welcomes(greeting: &str) -> bool {
+        greeting.starts_with("+OK")
     }
+    fn start(conn: Conn, greeting: String) -> Self {
+        Self { conn, greeting }
+    }
+}
 
+impl Pop3 {
     /// A single-line command; returns the status line (`+OK ...`/`-ERR ...`).
     pub async fn command(&mut self, line: &str) -> Result<String, ClientError> {
         self.conn.send_line(line, None).await?;

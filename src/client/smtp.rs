@@ -164,28 +164,31 @@ pub struct Relayed {
     pub mail: Reply,
     /// The reply to RCPT TO.
     pub rcpt: Reply,
-    /// The reply at the end of DATA (none when MAIL or RCPT was refused, or DATA was not 354).
+    /// The reply to the end of DATA, after the message was transferred
+    /// (none when MAIL, RCPT or DATA was refused: the transcript has why).
     pub end: Option<Reply>,
     /// The dialogue, for evidence.
     pub transcript: String,
 }
 
-/// One transaction as a relaying MTA makes it (RFC 5321 §3.3): EHLO `helo`,
-/// STARTTLS when `tls` is given, MAIL FROM:<`mail_from`>, RCPT TO:<`rcpt`>,
-/// DATA, QUIT; without AUTH. On an error the dialogue so far is returned with it.
-pub async fn relay_transaction(
+/// Transactions as a relaying MTA makes them (RFC 5321 §3.3), one per
+/// message, in one session: EHLO `helo`, STARTTLS when `tls` is given, then
+/// for each message MAIL FROM:<`mail_from`>, RCPT TO:<`rcpt`>, DATA (RSET
+/// after a refused MAIL or RCPT, RFC 5321 §4.1.1.5), and QUIT; without
+/// AUTH. On an error the dialogue so far is returned with it.
+pub async fn relay_transactions(
     addr: SocketAddr,
     bind: Option<IpAddr>,
     helo: &str,
     tls: Option<(&Tls, &str)>,
     mail_from: &str,
     rcpt: &str,
-    message: &[u8],
-) -> Result<Relayed, (ClientError, String)> {
+    messages: &[Vec<u8>],
+) -> Result<Vec<Relayed>, (ClientError, String)> {
     let mut smtp = Smtp::connect(addr, bind, None, false)
         .await
         .map_err(|e| (e, String::new()))?;
-    let r: Result<(Reply, Reply, Option<Reply>), ClientError> = async {
+    let r: Result<Vec<(Reply, Reply, Option<Reply>)>, ClientError> = async {
         smtp.ehlo(helo).await?;
         if let Some((tls, name)) = tls {
             let st = smtp.starttls(tls, name).await?;
@@ -197,24 +200,33 @@ pub async fn relay_transaction(
             }
             smtp.ehlo(helo).await?;
         }
-        let mail = smtp.command(&format!("MAIL FROM:<{mail_from}>")).await?;
-        let to = smtp.command(&format!("RCPT TO:<{rcpt}>")).await?;
-        if !mail.is_positive() || !to.is_positive() {
-            return Ok((mail, to, None));
+        let mut out = Vec::new();
+        for message in messages {
+            let mail = smtp.command(&format!("MAIL FROM:<{mail_from}>")).await?;
+            let to = smtp.command(&format!("RCPT TO:<{rcpt}>")).await?;
+            if !mail.is_positive() || !to.is_positive() {
+                smtp.command("RSET").await?;
+                out.push((mail, to, None));
+                continue;
+            }
+            let (_, done) = smtp.data(message).await?;
+            out.push((mail, to, done));
         }
-        let (go, done) = smtp.data(message).await?;
-        Ok((mail, to, Some(done.unwrap_or(go))))
+        Ok(out)
     }
     .await;
     smtp.quit().await;
     let transcript = smtp.conn.transcript();
     match r {
-        Ok((mail, rcpt, end)) => Ok(Relayed {
-            mail,
-            rcpt,
-            end,
-            transcript,
-        }),
+        Ok(all) => Ok(all
+            .into_iter()
+            .map(|(mail, rcpt, end)| Relayed {
+                mail,
+                rcpt,
+                end,
+                transcript: transcript.clone(),
+            })
+            .collect()),
         Err(e) => Err((e, transcript)),
     }
 }

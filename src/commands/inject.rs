@@ -1,5 +1,6 @@
-//! `labctl inject` (hidden): one unauthenticated SMTP transaction, the
-//! replies printed as JSON ([`Relayed`]). `verify` runs it inside a mail
+//! `labctl inject` (hidden): unauthenticated SMTP transactions in one
+//! session, one per message, the replies printed as a JSON array of
+//! [`Relayed`]. `verify` runs it inside a mail
 //! container on Docker, so a message leaves from that server's own address
 //! as a relaying MTA would send it (R7: an altered copy from the legitimate
 //! server must fail on its DKIM signature alone).
@@ -9,28 +10,31 @@ use std::process::ExitCode;
 use base64::Engine;
 
 use crate::cli::InjectArgs;
-use crate::client::smtp::{Relayed, relay_transaction};
+use crate::client::smtp::{Relayed, relay_transactions};
 use crate::client::tls::Tls;
 
-/// Runs inject: exit 0 and the JSON of [`Relayed`] when the dialogue ran
+/// Runs inject: exit 0 and the JSON array of [`Relayed`] when the dialogue ran
 /// (whatever the server answered), exit 3 and `{"error", "transcript"}` when
 /// it could not (no connection, TLS failure).
 pub async fn run(args: &InjectArgs) -> anyhow::Result<ExitCode> {
-    let message = base64::engine::general_purpose::STANDARD
-        .decode(args.message_base64.trim())
+    let messages = args
+        .message_base64
+        .iter()
+        .map(|m| base64::engine::general_purpose::STANDARD.decode(m.trim()))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| crate::exit::usage(format!("--message-base64: {e}")))?;
     let tls = match &args.ca {
         Some(ca) => Some(Tls::from_ca_file(ca).map_err(|e| crate::exit::usage(e.to_string()))?),
         None => None,
     };
-    let r: Result<Relayed, _> = relay_transaction(
+    let r: Result<Vec<Relayed>, _> = relay_transactions(
         args.server,
         args.bind,
         &args.helo,
         tls.as_ref().zip(args.tls_name.as_deref()),
         &args.mail_from,
         &args.rcpt,
-        &message,
+        &messages,
     )
     .await;
     match r {

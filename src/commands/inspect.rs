@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::analysis::headers;
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::tls::Tls;
 use crate::exit;
@@ -36,7 +37,7 @@ pub async fn run(o: &Options<'_>) -> anyhow::Result<ExitCode> {
         .map_err(|e| exit::usage(e.to_string()))?;
     let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
     let (uid, raw) = async {
-        let mut imap = Imap::connect(
+        let mut imap = connect::<Imap>(
             server.addr(server.ports.imaps),
             lab.host_ip(),
             Some((&tls, server.hostname.as_str())),

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::analysis::{headers, trace};
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::tls::Tls;
 use crate::exit;
@@ -34,7 +35,7 @@ async fn find_message(
         .filter(|(_, m)| only.is_none_or(|(a, _)| m.address.eq_ignore_ascii_case(a)))
         .collect();
     for (server, mailbox) in boxes {
-        let mut imap = Imap::connect(
+        let mut imap = connect::<Imap>(
             server.addr(server.ports.imaps),
             lab.host_ip(),
             Some((tls, server.hostname.as_str())),

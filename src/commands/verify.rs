@@ -33,11 +33,7 @@ pub struct Options<'a> {
 pub async fn run(catalog: &Catalog, o: &Options<'_>) -> anyhow::Result<ExitCode> {
     let only = verify::parse_only(o.only).map_err(exit::usage)?;
     if o.list {
-        let groups: Vec<_> = verify::groups()
-            .into_iter()
-            .filter(|g| only.is_empty() || g.ids.iter().any(|id| only.contains(id)))
-            .collect();
-        print!("{}", report::list(&groups));
+        print!("{}", report::list(&verify::groups(), &only));
         return Ok(ExitCode::SUCCESS);
     }
     let lab = Lab::find(o.variant, o.dir)

@@ -9,82 +9,42 @@ use futures_util::future::{BoxFuture, join_all};
 
 use super::ctx::EHLO_NAME;
 use super::pki::tls_on;
-use super::{Check, Ctx, Group};
+use super::{Check, Ctx, Group, Spec, per_server};
 use crate::client::ClientError;
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
 use crate::lab::Server;
 use crate::plan::Service;
 
+catalog! {
+    TLS: server "R5" "STARTTLS on 25 and 587, implicit TLS on 465, chain verified against the lab CA";
+    PLAIN_587: server "R5" "587 before STARTTLS: AUTH not offered and refused";
+    AUTH_OK: server "R4" "587 after STARTTLS and 465: AUTH PLAIN succeeds";
+    AUTH_25: server "R4" "25 (before and after STARTTLS): AUTH not offered and refused";
+    RELAY_25: server "R4" "25 without AUTH: relay to a foreign domain and to the other lab domain refused";
+    RELAY_587: server "R4" "587 after STARTTLS without AUTH: sending to another domain refused";
+    IMAP_PLAIN: server "R11" "143: LOGINDISABLED advertised and LOGIN refused before STARTTLS, LOGINDISABLED absent after";
+    POP_PLAIN: server "R11" "110 before STLS: POP3 USER/PASS refused";
+}
+
 pub static GROUP: Group = Group {
-    ids: &["R4", "R5"],
-    checks: &[
-        (
-            "R5",
-            "STARTTLS on 25 and 587, implicit TLS on 465, chain verified against the lab CA",
-        ),
-        ("R5", "587 before STARTTLS: AUTH not offered and refused"),
-        ("R4", "587 after STARTTLS and 465: AUTH PLAIN succeeds"),
-        (
-            "R4",
-            "25 (before and after STARTTLS): AUTH not offered and refused",
-        ),
-        (
-            "R4",
-            "25 without AUTH: relay to a foreign domain and to the other lab domain refused",
-        ),
-        (
-            "R4",
-            "587 after STARTTLS without AUTH: sending to another domain refused",
-        ),
-    ],
+    checks: &[&TLS, &PLAIN_587, &AUTH_OK, &AUTH_25, &RELAY_25, &RELAY_587],
     run,
 };
 
 pub static MAILBOX_ACCESS: Group = Group {
-    ids: &["R11"],
-    checks: &[
-        (
-            "R11",
-            "143 before STARTTLS: IMAP LOGIN refused (LOGINDISABLED)",
-        ),
-        ("R11", "110 before STLS: POP3 USER/PASS refused"),
-    ],
+    checks: &[&IMAP_PLAIN, &POP_PLAIN],
     run: run_mailbox_access,
 };
 
 fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
-    Box::pin(async move {
-        join_all(
-            ctx.lab
-                .servers
-                .iter()
-                .enumerate()
-                .map(|(i, s)| server(ctx, i, s)),
-        )
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
-    })
+    Box::pin(per_server(ctx, move |i, s| server(ctx, i, s)))
 }
 
 fn run_mailbox_access(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
-    Box::pin(async move {
-        join_all(ctx.lab.servers.iter().map(|s| mailbox_access(ctx, s)))
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
-    })
-}
-
-fn or_transcript(r: Result<String, (ClientError, String)>) -> (bool, String) {
-    match r {
-        Ok(e) => (true, e),
-        Err((e, t)) => (false, format!("{e}\n{t}")),
-    }
+    Box::pin(per_server(ctx, move |_, s| mailbox_access(ctx, s)))
 }
 
 async fn server(ctx: &Ctx, i: usize, s: &Server) -> Vec<Check> {
@@ -96,51 +56,25 @@ async fn server(ctx: &Ctx, i: usize, s: &Server) -> Vec<Check> {
         relay_on_25(ctx, i, s),
         relay_on_587(ctx, i, s),
     );
-    let d = &s.domain;
     vec![
         tls,
-        verdict(
-            "R5",
-            format!("{d}: 587 before STARTTLS: AUTH refused"),
-            plain587,
-        ),
-        verdict(
-            "R4",
-            format!("{d}: AUTH PLAIN succeeds on 587 after STARTTLS and on 465"),
-            auth_ok,
-        ),
-        verdict(
-            "R4",
-            format!("{d}: port 25 never offers or accepts AUTH"),
-            auth25,
-        ),
-        verdict(
-            "R4",
-            format!("{d}: port 25 without AUTH refuses to relay"),
-            relay25,
-        ),
-        verdict(
-            "R4",
-            format!("{d}: 587 without AUTH refuses to send elsewhere"),
-            relay587,
-        ),
+        verdict(&PLAIN_587, s, plain587),
+        verdict(&AUTH_OK, s, auth_ok),
+        verdict(&AUTH_25, s, auth25),
+        verdict(&RELAY_25, s, relay25),
+        verdict(&RELAY_587, s, relay587),
     ]
 }
 
 /// A check from `(ok, evidence)`; a client error fails it with the dialogue.
-fn verdict(
-    id: &'static str,
-    name: String,
-    r: Result<(bool, String), (ClientError, String)>,
-) -> Check {
+fn verdict(spec: &'static Spec, s: &Server, r: Probe) -> Check {
     match r {
-        Ok((ok, ev)) => Check::new(id, name, ok, ev),
-        Err((e, t)) => Check::fail(id, name, format!("{e}\n{t}")),
+        Ok((ok, ev)) => spec.on(s, ok, ev),
+        Err((e, t)) => spec.fail_on(s, format!("{e}\n{t}")),
     }
 }
 
 async fn tls_transfer(ctx: &Ctx, s: &Server) -> Check {
-    let name = format!("{}: STARTTLS on 25 and 587, implicit TLS on 465", s.domain);
     let r = join_all(
         [
             (Service::Smtp, s.ports.smtp),
@@ -159,7 +93,7 @@ async fn tls_transfer(ctx: &Ctx, s: &Server) -> Check {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    Check::new("R5", name, ok, ev)
+    TLS.on(s, ok, ev)
 }
 
 type Probe = Result<(bool, String), (ClientError, String)>;
@@ -328,22 +262,26 @@ async fn relay_on_587(ctx: &Ctx, i: usize, s: &Server) -> Probe {
 async fn mailbox_access(ctx: &Ctx, s: &Server) -> Vec<Check> {
     let m = &s.mailboxes[0];
     let imap = async {
-        let mut c = Imap::connect(s.addr(s.ports.imap), ctx.lab.host_ip(), None)
+        let mut c = connect::<Imap>(s.addr(s.ports.imap), ctx.lab.host_ip(), None)
             .await
             .map_err(|e| (e, String::new()))?;
-        let r: Result<String, ClientError> = async {
+        // RFC 3501 §6.2.3 and RFC 2595 §3.2: LOGINDISABLED before the TLS
+        // layer, and a fresh CAPABILITY after it without it.
+        let r: Result<(bool, String), ClientError> = async {
             let caps = c.capabilities().await?;
             let login = c.login(&m.address, &m.password).await?;
-            if login.is_ok() {
-                return Err(ClientError::Protocol(format!(
-                    "LOGIN over plaintext accepted: {}",
-                    login.status
-                )));
-            }
-            Ok(format!(
-                "CAPABILITY {}\nLOGIN before STARTTLS -> {}",
-                caps.join(" "),
-                login.status
+            let st = c.starttls(&ctx.tls, &s.hostname).await?;
+            let after = c.capabilities().await?;
+            let disabled = |caps: &[String]| caps.iter().any(|c| c.eq_ignore_ascii_case("LOGINDISABLED"));
+            Ok((
+                disabled(caps.as_slice()) && !login.is_ok() && st.is_ok() && !disabled(after.as_slice()),
+                format!(
+                    "before STARTTLS: CAPABILITY {}\nLOGIN -> {}\nSTARTTLS -> {}\nafter: CAPABILITY {}",
+                    caps.join(" "),
+                    login.status,
+                    st.status,
+                    after.join(" ")
+                ),
             ))
         }
         .await;
@@ -351,43 +289,20 @@ async fn mailbox_access(ctx: &Ctx, s: &Server) -> Vec<Check> {
         r.map_err(|e| (e, c.conn.transcript()))
     };
     let pop = async {
-        let mut c = Pop3::connect(s.addr(s.ports.pop3), ctx.lab.host_ip(), None)
+        let mut c = connect::<Pop3>(s.addr(s.ports.pop3), ctx.lab.host_ip(), None)
             .await
             .map_err(|e| (e, String::new()))?;
-        let r: Result<String, ClientError> = async {
+        let r: Result<(bool, String), ClientError> = async {
             let last = c.login(&m.address, &m.password).await?;
-            if last.starts_with("+OK") {
-                return Err(ClientError::Protocol(format!(
-                    "USER/PASS over plaintext accepted: {last}"
-                )));
-            }
-            Ok(format!("USER/PASS before STLS -> {last}"))
+            Ok((
+                !last.starts_with("+OK"),
+                format!("USER/PASS before STLS -> {last}"),
+            ))
         }
         .await;
         c.quit().await;
         r.map_err(|e| (e, c.conn.transcript()))
     };
     let (imap, pop) = tokio::join!(imap, pop);
-    let (ok_i, ev_i) = or_transcript(imap);
-    let (ok_p, ev_p) = or_transcript(pop);
-    vec![
-        Check::new(
-            "R11",
-            format!(
-                "{}: IMAP LOGIN refused on {} before STARTTLS",
-                s.domain, s.ports.imap
-            ),
-            ok_i,
-            ev_i,
-        ),
-        Check::new(
-            "R11",
-            format!(
-                "{}: POP3 USER/PASS refused on {} before STLS",
-                s.domain, s.ports.pop3
-            ),
-            ok_p,
-            ev_p,
-        ),
-    ]
+    vec![verdict(&IMAP_PLAIN, s, imap), verdict(&POP_PLAIN, s, pop)]
 }

@@ -8,6 +8,7 @@ use hickory_resolver::TokioResolver;
 use tokio::sync::OnceCell;
 
 use super::messages;
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::smtp::{Relayed, Reply, Smtp};
 use crate::client::tls::Tls;
@@ -45,6 +46,8 @@ pub struct Submission {
     pub reply: Reply,
     /// Whether the message was accepted (2xx after DATA).
     pub accepted: bool,
+    /// Whether `reply` answers the end of DATA (the message was transferred).
+    pub end_of_data: bool,
     /// The dialogue.
     pub transcript: String,
 }
@@ -61,7 +64,7 @@ pub struct Ctx {
     pub resolver: TokioResolver,
     /// A token unique to this run, in every Message-ID it sends.
     pub token: String,
-    probes: OnceCell<Result<Vec<Delivered>, String>>,
+    probes: OnceCell<Vec<Result<Delivered, String>>>,
 }
 
 impl Ctx {
@@ -103,8 +106,9 @@ impl Ctx {
         self.lab.server(domain).unwrap_or(&self.lab.servers[0])
     }
 
-    /// Sends `message` from `sender`'s own address to `receiver`'s MX as
-    /// that server's relay would (EHLO its host name, STARTTLS, no AUTH).
+    /// Sends `messages` (one transaction each, in one session) from
+    /// `sender`'s own address to `receiver`'s MX as that server's relay
+    /// would (EHLO its host name, STARTTLS, no AUTH).
     /// The transaction is run inside the sender's node (`labctl inject
     /// --bind <its address>`, through the lab's runtime), so it leaves from
     /// the sender's own address on either runtime.
@@ -114,12 +118,12 @@ impl Ctx {
         receiver: &Server,
         mail_from: &str,
         rcpt: &str,
-        message: &[u8],
-    ) -> Result<Relayed, String> {
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<Relayed>, String> {
         let mx = receiver.addr(receiver.ports.smtp);
         use base64::Engine;
         let runtime = self.lab.runtime().await.map_err(|e| e.to_string())?;
-        let args: Vec<Arg<'_>> = vec![
+        let mut args: Vec<Arg<'_>> = vec![
             "inject".into(),
             "--bind".into(),
             sender.ip.to_string().into(),
@@ -135,11 +139,11 @@ impl Ctx {
             mail_from.into(),
             "--rcpt".into(),
             rcpt.into(),
-            "--message-base64".into(),
-            base64::engine::general_purpose::STANDARD
-                .encode(message)
-                .into(),
         ];
+        for m in messages {
+            args.push("--message-base64".into());
+            args.push(base64::engine::general_purpose::STANDARD.encode(m).into());
+        }
         let ExecOutput {
             code,
             stdout,
@@ -150,7 +154,8 @@ impl Ctx {
             .map_err(|e| e.to_string())?;
         let out = String::from_utf8_lossy(&stdout);
         if code == 0
-            && let Ok(relayed) = serde_json::from_str::<Relayed>(out.trim())
+            && let Ok(relayed) = serde_json::from_str::<Vec<Relayed>>(out.trim())
+            && relayed.len() == messages.len()
         {
             return Ok(relayed);
         }
@@ -169,6 +174,20 @@ impl Ctx {
         to: &str,
         message: &[u8],
     ) -> Result<Submission, ClientError> {
+        let mut all = self.submit_many(from, to, &[message.to_vec()]).await?;
+        Ok(all.remove(0))
+    }
+
+    /// Submits `messages` as `from`, one transaction each in one
+    /// authenticated session (587 with STARTTLS); RSET after a refused MAIL
+    /// or RCPT (RFC 5321 §4.1.1.5). A refused session step (STARTTLS, AUTH)
+    /// is the outcome of every message.
+    pub async fn submit_many(
+        &self,
+        from: &Mailbox,
+        to: &str,
+        messages: &[Vec<u8>],
+    ) -> Result<Vec<Submission>, ClientError> {
         let server = self.server_of(&from.address);
         let mut smtp = Smtp::connect(
             server.addr(server.ports.submission),
@@ -177,37 +196,53 @@ impl Ctx {
             false,
         )
         .await?;
-        let steps = [
-            format!("EHLO {EHLO_NAME}"),
-            "STARTTLS".into(),
-            format!("EHLO {EHLO_NAME}"),
-            "AUTH".into(),
-            format!("MAIL FROM:<{}>", from.address),
-            format!("RCPT TO:<{to}>"),
-        ];
-        for step in steps {
-            let reply = match step.as_str() {
+        let refused = |reply: &Reply, smtp: &Smtp| Submission {
+            reply: reply.clone(),
+            accepted: false,
+            end_of_data: false,
+            transcript: smtp.conn.transcript(),
+        };
+        for step in ["EHLO", "STARTTLS", "EHLO", "AUTH"] {
+            let reply = match step {
                 "STARTTLS" => smtp.starttls(&self.tls, &server.hostname).await?,
                 "AUTH" => smtp.auth_plain(&from.address, &from.password).await?,
-                _ => smtp.command(&step).await?,
+                _ => smtp.ehlo(EHLO_NAME).await?,
             };
             if !reply.is_positive() && reply.code != 220 {
                 smtp.quit().await;
-                return Ok(Submission {
-                    reply,
-                    accepted: false,
-                    transcript: smtp.conn.transcript(),
-                });
+                return Ok(messages.iter().map(|_| refused(&reply, &smtp)).collect());
             }
         }
-        let (go, done) = smtp.data(message).await?;
+        let mut out = Vec::new();
+        for message in messages {
+            let mail = smtp
+                .command(&format!("MAIL FROM:<{}>", from.address))
+                .await?;
+            let rcpt = if mail.is_positive() {
+                smtp.command(&format!("RCPT TO:<{to}>")).await?
+            } else {
+                mail
+            };
+            if !rcpt.is_positive() {
+                out.push(refused(&rcpt, &smtp));
+                smtp.command("RSET").await?;
+                continue;
+            }
+            let (go, done) = smtp.data(message).await?;
+            let end_of_data = done.is_some();
+            let reply = done.unwrap_or(go);
+            if !end_of_data {
+                smtp.command("RSET").await?;
+            }
+            out.push(Submission {
+                accepted: end_of_data && reply.is_positive(),
+                end_of_data,
+                reply,
+                transcript: smtp.conn.transcript(),
+            });
+        }
         smtp.quit().await;
-        let reply = done.unwrap_or(go);
-        Ok(Submission {
-            accepted: reply.is_positive(),
-            reply,
-            transcript: smtp.conn.transcript(),
-        })
+        Ok(out)
     }
 
     /// Waits until a message whose header holds `message_id` is in `folder`
@@ -221,7 +256,7 @@ impl Ctx {
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>, ClientError> {
         let server = self.server_of(&mailbox.address);
-        let mut imap = Imap::connect(
+        let mut imap = connect::<Imap>(
             server.addr(server.ports.imaps),
             self.lab.host_ip(),
             Some((&self.tls, &server.hostname)),
@@ -297,16 +332,13 @@ impl Ctx {
 
     /// The probe messages: one from the first mailbox of each domain to the
     /// first mailbox of the other, submitted and found in the recipient's
-    /// INBOX. Sent once per run; R6, R7, R10, R11 and R12 read them.
-    pub async fn probes(&self) -> &Result<Vec<Delivered>, String> {
+    /// INBOX (domain 1's first). Sent once per run; R5, R6, R7, R8, R10,
+    /// R11 and R12 read them.
+    pub async fn probes(&self) -> &[Result<Delivered, String>] {
         self.probes
             .get_or_init(|| async {
                 let pairs = [(0, 1), (1, 0)];
-                let sends = pairs.map(|(a, b)| self.probe(a, b));
-                futures_util::future::join_all(sends)
-                    .await
-                    .into_iter()
-                    .collect()
+                futures_util::future::join_all(pairs.map(|(a, b)| self.probe(a, b))).await
             })
             .await
     }

@@ -8,48 +8,32 @@ use futures_util::future::{BoxFuture, join_all};
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
 
 use super::ctx::Delivered;
-use super::{Check, Ctx, Group};
+use super::{Check, Ctx, Group, on_probes};
 use crate::analysis::headers;
 
+catalog! {
+    SIGNED: server "R6" "mail the server sends to the other domain carries a DKIM-Signature d=<d> that verifies";
+    VERIFIED: server "R7" "the server recorded Authentication-Results dkim=pass for mail of the other domain";
+    TAMPERED: server "R7" "a copy with an altered body, injected from the sending server's address, refused 550 5.7.20 at the end of DATA";
+}
+
 pub static GROUP: Group = Group {
-    ids: &["R6", "R7"],
-    checks: &[
-        (
-            "R6",
-            "a message each way carries a DKIM-Signature of the sender's domain that verifies",
-        ),
-        (
-            "R7",
-            "the receiving server recorded Authentication-Results dkim=pass",
-        ),
-        (
-            "R7",
-            "a copy with an altered body, injected from the sending server's address, is refused 550 5.7.20",
-        ),
-    ],
+    checks: &[&SIGNED, &VERIFIED, &TAMPERED],
     run,
 };
 
 fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
-    Box::pin(async move {
-        let probes = match ctx.probes().await {
-            Ok(p) => p,
-            Err(e) => {
-                return vec![
-                    Check::fail("R6", "DKIM signature of delivered mail", e.clone()),
-                    Check::fail("R7", "DKIM verification by the receiving server", e.clone()),
-                    Check::fail("R7", "altered message refused", e.clone()),
-                ];
+    Box::pin(on_probes(ctx, GROUP.checks, move |probes| {
+        Box::pin(async move {
+            let mut checks = Vec::new();
+            for &p in &probes {
+                checks.push(signature(ctx, p).await);
+                checks.push(receiver_verified(ctx, p));
             }
-        };
-        let mut checks = Vec::new();
-        for p in probes {
-            checks.push(signature(ctx, p).await);
-            checks.push(receiver_verified(ctx, p));
-        }
-        checks.extend(join_all(probes.iter().map(|p| tampered(ctx, p))).await);
-        checks
-    })
+            checks.extend(join_all(probes.iter().map(|p| tampered(ctx, p))).await);
+            checks
+        })
+    }))
 }
 
 fn domain_of(address: &str) -> &str {
@@ -58,7 +42,7 @@ fn domain_of(address: &str) -> &str {
 
 async fn signature(ctx: &Ctx, p: &Delivered) -> Check {
     let d = domain_of(&p.from);
-    let name = format!("{} -> {}: DKIM-Signature d={d} verifies", p.from, p.to);
+    let name = Some(d);
     let fields = headers::header_fields(&p.raw);
     let sigs: Vec<Vec<(String, String)>> = headers::values(&fields, "DKIM-Signature")
         .into_iter()
@@ -71,17 +55,18 @@ async fn signature(ctx: &Ctx, p: &Delivered) -> Check {
             .unwrap_or_default()
     };
     let Some(sig) = sigs.iter().find(|t| tag(t, "d").eq_ignore_ascii_case(d)) else {
-        return Check::fail(
-            "R6",
+        return SIGNED.fail(
             name,
             format!(
-                "no DKIM-Signature with d={d} ({} signature fields)",
+                "{} -> {}: no DKIM-Signature with d={d} ({} signature fields)",
+                p.from,
+                p.to,
                 sigs.len()
             ),
         );
     };
     let Some(am) = AuthenticatedMessage::parse(&p.raw) else {
-        return Check::fail("R6", name, "the delivered message cannot be parsed");
+        return SIGNED.fail(name, "the delivered message cannot be parsed");
     };
     let auth = MessageAuthenticator(ctx.resolver.clone());
     let outputs = auth.verify_dkim(&am).await;
@@ -99,12 +84,13 @@ async fn signature(ctx: &Ctx, p: &Delivered) -> Check {
             format!("{who}: {:?}", o.result())
         })
         .collect();
-    Check::new(
-        "R6",
+    SIGNED.check(
         name,
         passed,
         format!(
-            "DKIM-Signature: a={} d={} s={} h={}\nverified by labctl against the lab DNS: {}",
+            "{} -> {}\nDKIM-Signature: a={} d={} s={} h={}\nverified by labctl against the lab DNS: {}",
+            p.from,
+            p.to,
             tag(sig, "a"),
             tag(sig, "d"),
             tag(sig, "s"),
@@ -115,22 +101,17 @@ async fn signature(ctx: &Ctx, p: &Delivered) -> Check {
 }
 
 fn receiver_verified(ctx: &Ctx, p: &Delivered) -> Check {
-    let receiver = ctx.server_of(&p.to).hostname.clone();
-    let name = format!(
-        "{receiver} verified the DKIM signature of {}",
-        domain_of(&p.from)
-    );
+    let receiver = ctx.server_of(&p.to);
     let fields = headers::header_fields(&p.raw);
-    let r = headers::auth_result(&fields, Some(&receiver), "dkim");
+    let r = headers::auth_result(&fields, Some(&receiver.hostname), "dkim");
     let all = headers::values(&fields, "Authentication-Results").join("\n");
-    Check::new(
-        "R7",
-        name,
+    VERIFIED.on(
+        receiver,
         r.as_ref().is_some_and(|r| r.result == "pass"),
         if all.is_empty() {
-            "no Authentication-Results field".to_string()
+            format!("{} -> {}: no Authentication-Results field", p.from, p.to)
         } else {
-            format!("Authentication-Results: {all}")
+            format!("{} -> {}\nAuthentication-Results: {all}", p.from, p.to)
         },
     )
 }
@@ -184,10 +165,6 @@ pub fn tamper(raw: &[u8], receiver: &str) -> Vec<u8> {
 async fn tampered(ctx: &Ctx, p: &Delivered) -> Check {
     let sender = ctx.server_of(&p.from);
     let receiver = ctx.server_of(&p.to);
-    let name = format!(
-        "{}: a message of {} with an altered body is refused",
-        receiver.hostname, sender.domain
-    );
     let message = tamper(&p.raw, &receiver.hostname);
     // From the sending server's own address with its own envelope sender, so
     // SPF passes and only the signature decides.
@@ -196,29 +173,23 @@ async fn tampered(ctx: &Ctx, p: &Delivered) -> Check {
         sender.ip, sender.hostname, p.from
     );
     let r = match ctx
-        .relay_from(sender, receiver, &p.from, &p.to, &message)
+        .relay_from(sender, receiver, &p.from, &p.to, &[message])
         .await
     {
-        Ok(r) => r,
-        Err(e) => return Check::fail("R7", name, format!("{how}: {e}")),
+        Ok(mut r) => r.remove(0),
+        Err(e) => return TAMPERED.fail_on(receiver, format!("{how}: {e}")),
     };
-    let Some(end) = r
-        .end
-        .filter(|_| r.mail.is_positive() && r.rcpt.is_positive())
-    else {
-        return Check::fail(
-            "R7",
-            name,
+    let Some(end) = r.end else {
+        return TAMPERED.fail_on(
+            receiver,
             format!(
-                "{how}\nrefused before DATA, so DKIM was not what decided:\nMAIL -> {}\nRCPT -> {}",
-                r.mail.text(),
-                r.rcpt.text()
+                "{how}\nrefused before the end of DATA, so DKIM was not what decided:\n{}",
+                r.transcript
             ),
         );
     };
-    Check::new(
-        "R7",
-        name,
+    TAMPERED.on(
+        receiver,
         end.code == 550 && end.has_enhanced("5.7.20"),
         format!("{how}\nend of DATA -> {} (expected 550 5.7.20)", end.text()),
     )

@@ -5,44 +5,35 @@
 
 use std::path::PathBuf;
 
-use futures_util::future::{BoxFuture, join_all};
+use futures_util::future::BoxFuture;
 use hickory_resolver::proto::rr::RecordType;
 
-use super::{Check, Ctx, Group};
+use super::{Check, Ctx, Group, Spec, per_server};
 use crate::client::dns::query;
 use crate::lab::Server;
 use crate::render::layout;
 use crate::variant::SpfMechanism;
 
+catalog! {
+    MX: server "R13" "MX <d> = 10 mail.<d>; A mail.<d> = the server's address";
+    SPF: server "R13" "TXT <d> = the variant's SPF policy, exactly";
+    DKIM: server "R13" "TXT <selector>._domainkey.<d> = the public half of the key the server signs with";
+    DMARC: server "R13" "TXT _dmarc.<d> is a DMARC record";
+    PTR: server "R13" "PTR of the server's address = mail.<d>";
+}
+static APEX: Spec = Spec::server(
+    "R13",
+    "apex A <d> = the server's address (the SPF policy has `a`)",
+)
+.only_when(|v| v.spf().mechanisms.contains(&SpfMechanism::A));
+
 pub static GROUP: Group = Group {
-    ids: &["R13"],
-    checks: &[
-        (
-            "R13",
-            "MX <d> = 10 mail.<d>; A mail.<d> = the server's address",
-        ),
-        (
-            "R13",
-            "apex A <d> = the server's address (when the SPF policy has `a`)",
-        ),
-        ("R13", "TXT <d> = the variant's SPF policy, exactly"),
-        (
-            "R13",
-            "TXT <selector>._domainkey.<d> = the public half of the key the server signs with",
-        ),
-        ("R13", "TXT _dmarc.<d> is a DMARC record"),
-        ("R13", "PTR of every server address = mail.<d>"),
-    ],
+    checks: &[&MX, &APEX, &SPF, &DKIM, &DMARC, &PTR],
     run,
 };
 
 fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
-    Box::pin(async move {
-        let per_domain = join_all(ctx.lab.servers.iter().map(|s| domain_checks(ctx, s))).await;
-        let mut checks: Vec<Check> = per_domain.into_iter().flatten().collect();
-        checks.push(ptr_check(ctx).await);
-        checks
-    })
+    Box::pin(per_server(ctx, move |_, s| domain_checks(ctx, s)))
 }
 
 fn norm(s: &str) -> String {
@@ -98,20 +89,22 @@ fn show(r: &Answer) -> String {
 /// fails makes its own check fail with the cause, never drops another.
 async fn domain_checks(ctx: &Ctx, s: &Server) -> Vec<Check> {
     let d = s.domain.as_str();
-    let (mx, a_mail, a_apex, txt, dmarc) = tokio::join!(
+    let (mx, a_mail, a_apex, txt, dmarc, ptr) = tokio::join!(
         ask(ctx, d.to_string(), RecordType::MX),
         ask(ctx, format!("mail.{d}"), RecordType::A),
         ask(ctx, d.to_string(), RecordType::A),
         ask(ctx, d.to_string(), RecordType::TXT),
         ask(ctx, format!("_dmarc.{d}"), RecordType::TXT),
+        ask(ctx, s.ip.to_string(), RecordType::PTR),
     );
     let mut checks = vec![mx_and_a_check(s, &mx, &a_mail)];
-    if ctx.variant.spf().mechanisms.contains(&SpfMechanism::A) {
+    if APEX.applies(&ctx.variant) {
         checks.push(apex_a_check(s, &a_apex));
     }
     checks.push(spf_check(ctx, s, &txt));
     checks.push(dkim_check(ctx, s).await);
     checks.push(dmarc_check(s, &dmarc));
+    checks.push(ptr_check(s, &ptr));
     checks
 }
 
@@ -128,9 +121,8 @@ fn mx_and_a_check(s: &Server, mx: &Answer, a_mail: &Answer) -> Check {
     let a_ok = a_mail
         .as_ref()
         .is_ok_and(|v| v == std::slice::from_ref(&ip));
-    Check::new(
-        "R13",
-        format!("{d}: MX and A of mail.{d}"),
+    MX.on(
+        s,
         mx_ok && a_ok,
         format!(
             "MX {d} = {}\nA mail.{d} = {} (expected {ip})",
@@ -143,9 +135,8 @@ fn mx_and_a_check(s: &Server, mx: &Answer, a_mail: &Answer) -> Check {
 /// The apex A record, which the `a` mechanism of the policy looks up.
 fn apex_a_check(s: &Server, a_apex: &Answer) -> Check {
     let (d, ip) = (s.domain.as_str(), s.ip.to_string());
-    Check::new(
-        "R13",
-        format!("{d}: apex A (the policy has `a`)"),
+    APEX.on(
+        s,
         a_apex.as_ref().is_ok_and(|v| v.contains(&ip)),
         format!("A {d} = {} (expected {ip})", show(a_apex)),
     )
@@ -154,15 +145,13 @@ fn apex_a_check(s: &Server, a_apex: &Answer) -> Check {
 /// Exactly one SPF record, exactly the variant's policy (RFC 7208 §4.5).
 fn spf_check(ctx: &Ctx, s: &Server, txt: &Answer) -> Check {
     let d = s.domain.as_str();
-    let name = format!("{d}: SPF record exactly the variant's");
     let expected = ctx.variant.spf_policy.as_str();
     let spf: Vec<&String> = match txt {
         Ok(v) => v.iter().filter(|t| t.starts_with("v=spf1")).collect(),
-        Err(e) => return Check::fail("R13", name, format!("TXT {d}: {e}")),
+        Err(e) => return SPF.fail_on(s, format!("TXT {d}: {e}")),
     };
-    Check::new(
-        "R13",
-        name,
+    SPF.on(
+        s,
         spf.len() == 1 && spf[0] == expected,
         format!(
             "TXT {d} = {} (expected \"{expected}\"; RFC 7208 §4.5 allows exactly one)",
@@ -181,10 +170,9 @@ fn spf_check(ctx: &Ctx, s: &Server, txt: &Answer) -> Check {
 /// The DKIM key record is the public half of the key the server signs with.
 async fn dkim_check(ctx: &Ctx, s: &Server) -> Check {
     let d = s.domain.as_str();
-    let check_name = format!("{d}: DKIM key record = the key the server signs with");
     let (selector, key_path) = match signing_key(ctx, s) {
         Ok(k) => k,
-        Err(e) => return Check::fail("R13", check_name, e),
+        Err(e) => return DKIM.fail_on(s, e),
     };
     let name = format!("{selector}._domainkey.{d}");
     let published = ask(ctx, name.clone(), RecordType::TXT).await;
@@ -193,7 +181,7 @@ async fn dkim_check(ctx: &Ctx, s: &Server) -> Check {
         .and_then(|pem| crate::pki::dkim_txt(&pem).map_err(|e| e.to_string()));
     let (published, expected) = match (published, expected) {
         (Ok(v), Ok(exp)) => (v, exp),
-        (Err(e), _) | (_, Err(e)) => return Check::fail("R13", check_name, e),
+        (Err(e), _) | (_, Err(e)) => return DKIM.fail_on(s, e),
     };
     let want = p_tag(&expected).unwrap_or_default();
     let got: Vec<String> = published.iter().filter_map(|t| p_tag(t)).collect();
@@ -206,9 +194,8 @@ async fn dkim_check(ctx: &Ctx, s: &Server) -> Check {
             p.len()
         )
     });
-    Check::new(
-        "R13",
-        check_name,
+    DKIM.on(
+        s,
         ok,
         format!(
             "TXT {name} = {}\npublic key of {} {} it",
@@ -226,9 +213,8 @@ fn dmarc_check(s: &Server, dmarc: &Answer) -> Check {
         .as_ref()
         .map(|v| v.iter().filter(|t| t.starts_with("v=DMARC1")).collect())
         .unwrap_or_default();
-    Check::new(
-        "R13",
-        format!("{d}: DMARC record"),
+    DMARC.on(
+        s,
         records.len() == 1
             && crate::analysis::headers::tag_list(records[0])
                 .iter()
@@ -237,32 +223,14 @@ fn dmarc_check(s: &Server, dmarc: &Answer) -> Check {
     )
 }
 
-async fn ptr_check(ctx: &Ctx) -> Check {
-    let results = join_all(
-        ctx.lab
-            .servers
-            .iter()
-            .map(|s| async move { (s, ask(ctx, s.ip.to_string(), RecordType::PTR).await) }),
-    )
-    .await;
-    let mut ok = true;
-    let mut evidence = Vec::new();
-    for (s, r) in results {
-        let good = r
-            .as_ref()
-            .is_ok_and(|v| v.len() == 1 && norm(&v[0]) == s.hostname.to_ascii_lowercase());
-        ok &= good;
-        evidence.push(format!(
-            "PTR {} = {} (expected {}.)",
-            s.ip,
-            show(&r),
-            s.hostname
-        ));
-    }
-    Check::new(
-        "R13",
-        "PTR of both server addresses",
-        ok,
-        evidence.join("\n"),
+/// PTR of the server's address names the server (RFC 1035 §3.5).
+fn ptr_check(s: &Server, ptr: &Answer) -> Check {
+    let good = ptr
+        .as_ref()
+        .is_ok_and(|v| v.len() == 1 && norm(&v[0]) == s.hostname.to_ascii_lowercase());
+    PTR.on(
+        s,
+        good,
+        format!("PTR {} = {} (expected {}.)", s.ip, show(ptr), s.hostname),
     )
 }

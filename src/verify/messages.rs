@@ -1,6 +1,7 @@
 //! The test messages verify sends (RFC 5322, MIME RFC 2045/2046): plain
-//! text, the EICAR test file in the body, as a base64 attachment and inside
-//! a zip archive, GTUBE, and a message that looks like spam.
+//! text, the EICAR test file in the body, as a base64 attachment, inside a
+//! deflated zip archive and a zip inside a zip, GTUBE, and a message that
+//! looks like spam.
 
 use base64::Engine;
 
@@ -10,6 +11,14 @@ use crate::analysis::headers;
 pub const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 /// GTUBE, the Generic Test for Unsolicited Bulk Email (SpamAssassin).
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// The EICAR file as a file on disk may be: the 68 characters and trailing
+/// white space (eicar.org allows up to 128 bytes). The white space makes
+/// deflate code the file with Huffman codes instead of storing it (a
+/// 68-byte string without repeats is otherwise stored as it is).
+pub fn eicar_file() -> Vec<u8> {
+    format!("{EICAR}\r\n{}", " ".repeat(56)).into_bytes()
+}
 
 /// A Message-ID unique to this run and purpose (RFC 5322 §3.6.4).
 pub fn message_id(token: &str, purpose: &str, from: &str) -> String {
@@ -76,31 +85,37 @@ Content-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encodin
     .into_bytes()
 }
 
-/// A zip archive (PKWARE APPNOTE 6.3.10) holding one stored (uncompressed) file.
-pub fn zip_stored(name: &str, data: &[u8]) -> Vec<u8> {
+/// A zip archive (PKWARE APPNOTE 6.3.10) holding one file, compressed
+/// with deflate (method 8, RFC 1951), so its content is not in the archive
+/// verbatim and a scanner has to inflate it.
+pub fn zip_deflated(name: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(data).expect("writing to a Vec");
+    let packed = enc.finish().expect("writing to a Vec");
     let crc = crc32fast::hash(data);
-    let (size, nlen) = (data.len() as u32, name.len() as u16);
+    let (size, csize, nlen) = (data.len() as u32, packed.len() as u32, name.len() as u16);
     let (time, date) = (0u16, (2026 - 1980) << 9 | 1 << 5 | 1);
     let mut z = Vec::new();
-    // Local file header (APPNOTE §4.3.7).
+    // Local file header (APPNOTE §4.3.7): version 2.0, no flags, deflate.
     z.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-    for v in [20u16, 0, 0, time, date] {
+    for v in [20u16, 0, 8, time, date] {
         z.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [crc, size, size] {
+    for v in [crc, csize, size] {
         z.extend_from_slice(&v.to_le_bytes());
     }
     z.extend_from_slice(&nlen.to_le_bytes());
     z.extend_from_slice(&0u16.to_le_bytes());
     z.extend_from_slice(name.as_bytes());
-    z.extend_from_slice(data);
+    z.extend_from_slice(&packed);
     // Central directory header (§4.3.12).
     let cd_offset = z.len() as u32;
     z.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-    for v in [20u16, 20, 0, 0, time, date] {
+    for v in [20u16, 20, 0, 8, time, date] {
         z.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [crc, size, size] {
+    for v in [crc, csize, size] {
         z.extend_from_slice(&v.to_le_bytes());
     }
     for v in [nlen, 0, 0, 0, 0] {
@@ -151,13 +166,31 @@ mod tests {
     }
 
     #[test]
-    fn zip_has_headers_and_the_file_uncompressed() {
-        let z = zip_stored("eicar.com", EICAR.as_bytes());
+    fn zip_is_deflated_and_inflates_to_the_file() {
+        use std::io::Read;
+        let file = eicar_file();
+        assert_eq!(file.len(), 126);
+        let z = zip_deflated("eicar.com", &file);
         assert_eq!(&z[..4], b"PK\x03\x04");
+        assert_eq!(u16::from_le_bytes([z[8], z[9]]), 8, "method deflate");
         assert!(z.windows(4).any(|w| w == b"PK\x01\x02"));
         assert_eq!(&z[z.len() - 22..z.len() - 18], b"PK\x05\x06");
-        assert!(z.windows(EICAR.len()).any(|w| w == EICAR.as_bytes()));
-        assert_eq!(z.len(), 30 + 9 + 68 + 46 + 9 + 22);
+        // Not verbatim: a scanner must inflate it.
+        assert!(!z.windows(EICAR.len()).any(|w| w == EICAR.as_bytes()));
+        let csize = u32::from_le_bytes(z[18..22].try_into().unwrap()) as usize;
+        let packed = &z[30 + 9..30 + 9 + csize];
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(packed)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, file);
+        assert_eq!(
+            u32::from_le_bytes(z[14..18].try_into().unwrap()),
+            crc32fast::hash(&file)
+        );
+        // Nested: not verbatim in the outer archive either.
+        let nested = zip_deflated("inner.zip", &z);
+        assert!(!nested.windows(EICAR.len()).any(|w| w == EICAR.as_bytes()));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use futures_util::future::{BoxFuture, join_all};
 
 use super::ctx::EHLO_NAME;
-use super::{Check, Ctx, Group};
+use super::{Check, Ctx, Group, per_server};
+use crate::client::conn::connect;
 use crate::client::imap::Imap;
 use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
@@ -13,26 +14,20 @@ use crate::client::tls::TlsInfo;
 use crate::lab::Server;
 use crate::plan::Service;
 
+catalog! {
+    CA: lab "R1" "CA certificate: subject and issuer exactly the variant's, self-signed, a CA";
+    PORTS: server "R1" "TLS on all 7 ports: the chain verifies against the lab CA alone for mail.<d>";
+}
+
 pub static GROUP: Group = Group {
-    ids: &["R1"],
-    checks: &[
-        (
-            "R1",
-            "CA certificate: subject and issuer exactly the variant's, self-signed, a CA",
-        ),
-        (
-            "R1",
-            "every TLS port of each server: chain verifies against the lab CA alone for mail.<domain>",
-        ),
-    ],
+    checks: &[&CA, &PORTS],
     run,
 };
 
 fn run(ctx: &Ctx) -> BoxFuture<'_, Vec<Check>> {
     Box::pin(async move {
         let mut checks = vec![ca_check(ctx)];
-        let servers = join_all(ctx.lab.servers.iter().map(|s| server_tls(ctx, s))).await;
-        checks.extend(servers);
+        checks.extend(per_server(ctx, |_, s| async move { vec![server_tls(ctx, s).await] }).await);
         checks
     })
 }
@@ -47,18 +42,17 @@ fn expected_dn(ctx: &Ctx) -> String {
 }
 
 fn ca_check(ctx: &Ctx) -> Check {
-    let name = "CA certificate: subject = issuer = the variant's name, self-signed CA";
     let pem = match std::fs::read(&ctx.lab.ca_cert) {
         Ok(p) => p,
-        Err(e) => return Check::fail("R1", name, format!("{}: {e}", ctx.lab.ca_cert.display())),
+        Err(e) => return CA.fail(None, format!("{}: {e}", ctx.lab.ca_cert.display())),
     };
     let parsed = x509_parser::pem::parse_x509_pem(&pem);
     let Ok((_, pem)) = parsed else {
-        return Check::fail("R1", name, "ca.crt is not a PEM certificate");
+        return CA.fail(None, "ca.crt is not a PEM certificate");
     };
     let cert = match pem.parse_x509() {
         Ok(c) => c,
-        Err(e) => return Check::fail("R1", name, format!("ca.crt: {e}")),
+        Err(e) => return CA.fail(None, format!("ca.crt: {e}")),
     };
     let expected = expected_dn(ctx);
     let subject = cert.subject().to_string();
@@ -70,9 +64,8 @@ fn ca_check(ctx: &Ctx) -> Check {
         .is_some_and(|b| b.value.ca);
     let self_signed = cert.verify_signature(None).is_ok();
     let ok = subject == expected && issuer == expected && is_ca && self_signed;
-    Check::new(
-        "R1",
-        name,
+    CA.check(
+        None,
         ok,
         format!(
             "subject: {subject}\nissuer:  {issuer}\nexpected: {expected}\nbasicConstraints CA: {is_ca}; signature verifies with its own key: {self_signed}"
@@ -116,7 +109,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: Service) -> Result<TlsI
             info.ok_or("no TLS")?
         }
         Service::Imap => {
-            let mut i = Imap::connect(server.addr(p.imap), bind, None)
+            let mut i = connect::<Imap>(server.addr(p.imap), bind, None)
                 .await
                 .map_err(|e| e.to_string())?;
             let a = i
@@ -132,7 +125,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: Service) -> Result<TlsI
             info
         }
         Service::Imaps => {
-            let mut i = Imap::connect(server.addr(p.imaps), bind, tls)
+            let mut i = connect::<Imap>(server.addr(p.imaps), bind, tls)
                 .await
                 .map_err(|e| e.to_string())?;
             let info = i.conn.tls.clone();
@@ -140,7 +133,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: Service) -> Result<TlsI
             info.ok_or("no TLS")?
         }
         Service::Pop3 => {
-            let mut c = Pop3::connect(server.addr(p.pop3), bind, None)
+            let mut c = connect::<Pop3>(server.addr(p.pop3), bind, None)
                 .await
                 .map_err(|e| e.to_string())?;
             let st = c.stls(&ctx.tls, host).await.map_err(|e| e.to_string())?;
@@ -149,7 +142,7 @@ pub async fn tls_on(ctx: &Ctx, server: &Server, service: Service) -> Result<TlsI
             info
         }
         Service::Pop3s => {
-            let mut c = Pop3::connect(server.addr(p.pop3s), bind, tls)
+            let mut c = connect::<Pop3>(server.addr(p.pop3s), bind, tls)
                 .await
                 .map_err(|e| e.to_string())?;
             let info = c.conn.tls.clone();
@@ -170,10 +163,6 @@ fn tls_start(service: Service) -> &'static str {
 }
 
 async fn server_tls(ctx: &Ctx, server: &Server) -> Check {
-    let name = format!(
-        "{}: TLS on all 7 ports verifies against the lab CA alone",
-        server.hostname
-    );
     let results = join_all(Service::ALL.map(|svc| async move {
         let port = server.ports.get(svc);
         (svc, tls_start(svc), port, tls_on(ctx, server, svc).await)
@@ -190,5 +179,5 @@ async fn server_tls(ctx: &Ctx, server: &Server) -> Check {
             }
         }
     }
-    Check::new("R1", name, ok, evidence.join("\n"))
+    PORTS.on(server, ok, evidence.join("\n"))
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Group, Outcome, Report};
+use super::{Group, Outcome, Report, Scope};
 
 /// The table: one line per check (id, PASS/FAIL/SKIP, name), the evidence
 /// indented under it, then the summary line.
@@ -105,36 +105,60 @@ pub fn junit(report: &Report) -> String {
     out
 }
 
-/// The catalog for `--list`.
-pub fn list(groups: &[&Group]) -> String {
+/// The catalog for `--list`: the checks of `groups` with an id in `only`
+/// (all when empty), named as the report names them (`<d>` for each domain).
+pub fn list(groups: &[&Group], only: &[&str]) -> String {
     let mut out = String::new();
-    for g in groups {
-        for (id, what) in g.checks {
-            let _ = writeln!(out, "{id:<4} {what}");
+    for spec in groups.iter().flat_map(|g| g.checks.iter()) {
+        if !only.is_empty() && !only.contains(&spec.id) {
+            continue;
         }
+        let scope = match spec.scope {
+            Scope::Lab => "",
+            Scope::Server => "<d>: ",
+        };
+        let _ = writeln!(out, "{:<4} {scope}{}", spec.id, spec.what);
     }
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::Check;
+    use super::super::Spec;
     use super::*;
 
+    static CA: Spec = Spec::lab("R1", "CA subject");
+    static SPF: Spec = Spec::server("R8", "SPF <fail> & reject");
+    static TRANSCRIPTS: Spec = Spec::lab("R12", "transcripts");
+
     fn sample() -> Report {
-        let mut skip = Check::skip("R12", "transcripts", "no access");
+        let mut skip = TRANSCRIPTS.check(None, false, "no access");
+        skip.result = Outcome::Skip;
         skip.millis = 5;
         Report {
             variant: 7,
             lab: "/tmp/lab-07".into(),
             runtime: "local".into(),
             checks: vec![
-                Check::new("R1", "CA subject", true, "C=UA, ST=Ukraine"),
-                Check::fail("R8", "SPF <fail> & reject", "250 2.1.0 Ok\nsecond line"),
+                CA.check(None, true, "C=UA, ST=Ukraine"),
+                SPF.fail(Some("metal.com"), "250 2.1.0 Ok\nsecond line"),
                 skip,
             ],
             millis: 1234,
         }
+    }
+
+    #[test]
+    fn list_names_checks_as_the_report_does() {
+        static G: Group = Group {
+            checks: &[&CA, &SPF],
+            run: |_| Box::pin(async { Vec::new() }),
+        };
+        assert_eq!(
+            list(&[&G], &[]),
+            "R1   CA subject\nR8   <d>: SPF <fail> & reject\n"
+        );
+        assert_eq!(list(&[&G], &["R8"]), "R8   <d>: SPF <fail> & reject\n");
     }
 
     #[test]
@@ -144,7 +168,7 @@ mod tests {
             t.contains("R1   PASS  CA subject\n            C=UA, ST=Ukraine\n"),
             "{t}"
         );
-        assert!(t.contains("R8   FAIL  SPF <fail> & reject\n            250 2.1.0 Ok\n            second line\n"), "{t}");
+        assert!(t.contains("R8   FAIL  metal.com: SPF <fail> & reject\n            250 2.1.0 Ok\n            second line\n"), "{t}");
         assert!(t.contains("1 skipped"), "{t}");
         assert_eq!(t.lines().last(), Some("1 passed, 1 failed"));
     }
@@ -167,7 +191,10 @@ mod tests {
             x.contains("tests=\"3\" failures=\"1\" skipped=\"1\""),
             "{x}"
         );
-        assert!(x.contains("name=\"SPF &lt;fail&gt; &amp; reject\""), "{x}");
+        assert!(
+            x.contains("name=\"metal.com: SPF &lt;fail&gt; &amp; reject\""),
+            "{x}"
+        );
         assert!(x.contains("<failure message=\"250 2.1.0 Ok\">"), "{x}");
         assert!(x.contains("<skipped message=\"no access\"/>"), "{x}");
         assert_eq!(x.matches("<testcase").count(), 3);
