@@ -6,13 +6,21 @@ run with no restart and no OOM kill, and a fresh client is greeted on 25 and
 993 within 3 s; the server's CPU time (case 3) and RSS (case 6) come from
 /proc/<container pid>/ on the host.
 
+Before the cases it reports the idle memory of each mail container after
+`up` and `verify` (VmRSS of serve-mail, the cgroup's memory usage and its
+anonymous part). After them, the combined load: four SMTP clients each
+sending a message of the configured maximum size and four IMAPS clients each
+sending an APPEND literal of the maximum literal size, all at once, with the
+container's memory sampled from its cgroup (v2, or v1's memory controller) on the host; it must stay
+under half the container's memory limit.
+
 Usage: scripts/hostile-docker.py [LABCTL] [VARIANT]   (root, Docker running)
 
 It brings up its own lab (instance `hostile`, subnet 10.81.N.0/24) and
 removes it (down --purge) at the end, also on failure. Every loop is bounded
 in count and time. Exit 0 when every case holds, 1 otherwise.
 """
-import imaplib, json, os, socket, ssl, subprocess, sys, tempfile, time
+import glob, imaplib, json, os, re, socket, ssl, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABCTL = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
@@ -71,6 +79,151 @@ def healthy(case, lab, ctx):
           and g993.startswith(b"* OK"), f"25 in {t25:.2f}s, 993 in {t993:.2f}s")
 
 
+class Cgroup:
+    """The memory cgroup of a process seen from the host: cgroup v2
+    (memory.current, memory.peak, anon of memory.stat) or the v1 memory
+    controller (memory.usage_in_bytes, memory.max_usage_in_bytes, rss of
+    memory.stat). Usage includes the page cache; anon/rss does not."""
+
+    def __init__(self, pid):
+        lines = [l.strip().split(":", 2) for l in open(f"/proc/{pid}/cgroup")]
+        v1 = next((p for _, c, p in lines if "memory" in c.split(",")), None)
+        v2 = next((p for n, c, p in lines if n == "0" and c == ""), None)
+        if v2 is not None and os.path.exists(f"/sys/fs/cgroup{v2}/memory.current"):
+            self.dir, self.v2 = f"/sys/fs/cgroup{v2}", True
+        elif v1 is not None and os.path.exists(f"/sys/fs/cgroup/memory{v1}/memory.usage_in_bytes"):
+            self.dir, self.v2 = f"/sys/fs/cgroup/memory{v1}", False
+        else:
+            raise RuntimeError(f"no memory cgroup found for pid {pid}: {lines}")
+
+    def read(self, name):
+        return int(open(f"{self.dir}/{name}").read().split()[0])
+
+    def memory(self):
+        """(usage, anonymous) in MiB."""
+        usage = self.read("memory.current" if self.v2 else "memory.usage_in_bytes")
+        key = "anon " if self.v2 else "rss "
+        anon = next(int(l.split()[1]) for l in open(f"{self.dir}/memory.stat") if l.startswith(key))
+        return usage / 2**20, anon / 2**20
+
+    def reset_peak(self):
+        """v1 resets its peak on a write; v2's memory.peak is since start."""
+        if not self.v2:
+            with open(f"{self.dir}/memory.max_usage_in_bytes", "w") as f:
+                f.write("0")
+
+    def peak(self):
+        try:
+            return self.read("memory.peak" if self.v2 else "memory.max_usage_in_bytes") / 2**20
+        except OSError:
+            return float("nan")
+
+
+def idle_memory(lab):
+    """Idle memory of each mail container (run after up and verify)."""
+    for s in lab["servers"]:
+        pid = container_state(s["container"])[3]
+        _, rss = usage(pid)
+        current, anon = Cgroup(pid).memory()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+        print(f"idle {s['container']}: serve-mail VmRSS {rss:.1f} MiB, {threads} threads; "
+              f"container memory usage {current:.1f} MiB (anon {anon:.1f} MiB)", flush=True)
+
+
+def limit_of(lab_dir, server, key):
+    text = open(os.path.join(lab_dir, "servers", server["hostname"], "config.yaml")).read()
+    return int(re.search(rf"^  {key}: (\d+)$", text, re.M).group(1))
+
+
+def combined_load(lab, lab_dir, ctx):
+    """Four maximum-size messages on 25 and four maximum-size APPEND
+    literals on 993 at once; the container's memory sampled meanwhile."""
+    target = lab["servers"][1]
+    name, pid = target["container"], container_state(target["container"])[3]
+    limit = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True,
+                                      text=True, check=True).stdout)[0]["HostConfig"]["Memory"]
+    cg = Cgroup(pid)
+    max_message = limit_of(lab_dir, target, "max_message_size")
+    max_literal = limit_of(lab_dir, target, "max_literal_size")
+    rcpt = target["mailboxes"][0]["address"]
+    line = b"m" * 78 + b"\r\n"
+
+    def body(subject, size):
+        head = (f"From: load@x.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+                f"Message-ID: <{subject}@x.test>\r\n\r\n").encode()
+        return head + line * ((size - len(head)) // len(line))
+
+    smtp_msg = body("load-smtp", max_message - 100)
+    literal = body("load-imap", max_literal)
+    literal += b"x" * (max_literal - len(literal))
+    assert len(literal) == max_literal
+    cg.reset_peak()
+    start = threading.Barrier(9)
+    results = {}
+
+    def smtp(i):
+        try:
+            with socket.create_connection((target["ip"], 25), timeout=120) as c:
+                f = c.makefile("rwb")
+                f.readline()
+                for cmd in ["EHLO load.test", "MAIL FROM:<>", f"RCPT TO:<{rcpt}>", "DATA"]:
+                    f.write(cmd.encode() + b"\r\n"); f.flush()
+                    while True:
+                        r = f.readline()
+                        if r[3:4] != b"-":
+                            break
+                start.wait()
+                f.write(smtp_msg + b".\r\n"); f.flush()
+                results[f"smtp{i}"] = f.readline().strip().decode(errors="replace")[:60]
+        except Exception as e:  # reported, the check below fails on it
+            results[f"smtp{i}"] = f"error {e!r}"
+
+    def imap(i):
+        try:
+            m = imaps_login(target, ctx)
+            start.wait()
+            c = m.sock
+            c.sendall(f"L{i} APPEND INBOX {{{max_literal}}}\r\n".encode())
+            cont = m.readline()
+            if cont.startswith(b"+"):
+                c.sendall(literal + b"\r\n")
+            reply = cont
+            while not reply.startswith(f"L{i} ".encode()) and reply:
+                reply = m.readline()
+            results[f"imap{i}"] = reply.strip().decode(errors="replace")[:60]
+            m.logout()
+        except Exception as e:
+            results[f"imap{i}"] = f"error {e!r}"
+
+    threads = [threading.Thread(target=smtp, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=imap, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    peak = {"current": 0.0, "anon": 0.0, "rss": 0.0}
+    start.wait()
+    began = time.monotonic()
+    while any(th.is_alive() for th in threads) and time.monotonic() - began < 300:
+        current, anon = cg.memory()
+        _, rss = usage(pid)
+        peak = {"current": max(peak["current"], current), "anon": max(peak["anon"], anon),
+                "rss": max(peak["rss"], rss)}
+        time.sleep(0.05)
+    for th in threads:
+        th.join(timeout=30)
+    took = time.monotonic() - began
+    cg_peak = cg.peak()
+    mib = limit / 2**20
+    print(f"combined load: {len(smtp_msg) / 2**20:.1f} MiB x 4 on 25, {max_literal / 2**20:.1f} MiB "
+          f"x 4 on 993, {took:.1f}s: {json.dumps(results, sort_keys=True)}", flush=True)
+    check("combined load: container well under its memory limit",
+          peak["anon"] < mib / 2 and peak["rss"] < mib / 2
+          and all(not v.startswith("error") for v in results.values()),
+          f"peak serve-mail RSS {peak['rss']:.1f} MiB, container anon {peak['anon']:.1f} MiB, "
+          f"usage {peak['current']:.1f} MiB sampled, {cg_peak:.1f} MiB peak by the cgroup (page cache "
+          f"included; v2's since start); "
+          f"limit {mib:.0f} MiB")
+
+
 class Imaps(imaplib.IMAP4_SSL):
     """IMAPS to an address, verifying the certificate for the server's name."""
 
@@ -104,6 +257,10 @@ def main():
         target = lab["servers"][1]
         pid = container_state(target["container"])[3]
         print(f"lab {lab['name']}: target {target['container']} ({target['ip']}), pid {pid}")
+        verify = labctl("verify", "--dir", lab_dir, check=False)
+        print(f"verify: exit {verify.returncode}", flush=True)
+        time.sleep(15)  # idle: the blocking pool's threads end after 10 s
+        idle_memory(lab)
 
         # Case 1: 40,000 nested message/rfc822 parts to port 25.
         body = "".join("Content-Type: message/rfc822\r\n\r\n" for _ in range(40000)) + "x\r\n"
@@ -213,6 +370,9 @@ def main():
               rss1 < 64 and all(not r.startswith(b"+") for r in replies),
               f"RSS {rss0:.1f} -> {rss1:.1f} MiB; first reply {replies[0][:50]!r}")
         healthy("case 6", lab, ctx)
+
+        combined_load(lab, lab_dir, ctx)
+        healthy("combined load", lab, ctx)
     finally:
         labctl("down", "--variant", str(VARIANT), "--purge", check=False)
         subprocess.run(["rm", "-rf", tmp])

@@ -98,6 +98,42 @@ pub(super) fn render_zone(
 mod tests {
     use super::*;
 
+    /// The `limits:` section of the mail server template lists every limit
+    /// of `mailserver::config::Limits` with its default, set or commented
+    /// out (`  # key: value`), so a student sees each one and can change it.
+    #[test]
+    fn mailserver_template_lists_every_limit_with_its_default() {
+        let (_, text) = EMBEDDED
+            .iter()
+            .find(|(n, _)| *n == "mailserver.yaml.j2")
+            .unwrap();
+        let section: String = text
+            .lines()
+            .skip_while(|l| *l != "limits:")
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| {
+                let l = l.trim_start();
+                let l = l.strip_prefix("# ").unwrap_or(l);
+                let (key, value) = l.split_once(": ")?;
+                let ok =
+                    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+                ok.then(|| format!("{key}: {value}\n"))
+            })
+            .collect();
+        let listed: serde_yaml::Mapping = serde_yaml::from_str(&section).unwrap();
+        let defaults = serde_yaml::to_value(mailserver::config::Limits::default()).unwrap();
+        let defaults = defaults.as_mapping().unwrap();
+        for (key, value) in defaults {
+            assert_eq!(
+                listed.get(key),
+                Some(value),
+                "limit {key:?} in the template"
+            );
+        }
+        assert_eq!(listed.len(), defaults.len(), "{listed:?}");
+    }
+
     #[test]
     fn txt_strings_split_at_255() {
         let s = txt_strings("a".repeat(300));

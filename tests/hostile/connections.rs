@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::{Guard, LocalLab, have_tool, python_stdout, python3};
+use crate::common::{Guard, LocalLab, have_tool, python_stdout, python3, wait_for_tcp};
 
 const MESSAGE: &str = "From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\nSubject: Before the attack\r\nDate: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <before-1@example.test>\r\n\r\nDelivered before the attack.\r\n";
 
@@ -419,9 +419,269 @@ fn transcripts_are_bounded_per_session() {
     );
     let grown = fs::metadata(&file).unwrap().len() - before;
     assert!(grown < 22_000, "transcript grew by {grown} bytes");
-    let all = fs::read_to_string(&file).unwrap();
+    // The session's lines end with the marker line, within the cap.
+    let all = fs::read(&file).unwrap();
+    let lines: Vec<serde_json::Value> = all[before as usize..]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let marker = lines
+        .iter()
+        .position(|l| {
+            l["line"]
+                .as_str()
+                .unwrap()
+                .contains("transcript limit reached")
+        })
+        .expect("no truncation line");
+    let session = lines[marker]["session"].clone();
+    let after = lines[marker + 1..]
+        .iter()
+        .filter(|l| l["session"] == session)
+        .count();
+    assert_eq!(after, 0, "lines logged after the marker");
+    let noops = lines
+        .iter()
+        .filter(|l| l["session"] == session && l["line"].as_str().unwrap().starts_with("NOOP"))
+        .count();
+    assert!((10..600).contains(&noops), "{noops} NOOP lines logged");
+}
+
+/// A plaintext client reading CRLF lines (bounded in time by its socket's
+/// read timeout).
+struct Lines {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+        Self { s, buf: Vec::new() }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    /// The next line, CRLF removed; empty at EOF.
+    fn line(&mut self) -> String {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return String::from_utf8_lossy(&line).trim_end().to_string();
+            }
+            match self.s.read(&mut chunk) {
+                Ok(0) => return String::new(),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Reads lines until one starts with `prefix` (or EOF) and returns it.
+    fn until(&mut self, prefix: &str) -> String {
+        loop {
+            let l = self.line();
+            if l.is_empty() || l.starts_with(prefix) {
+                return l;
+            }
+        }
+    }
+
+    /// The last line of an SMTP reply (`250-...` lines skipped).
+    fn reply(&mut self) -> String {
+        loop {
+            let l = self.line();
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return l;
+            }
+        }
+    }
+
+    /// An IMAP session on 143 logged in (plaintext logins allowed).
+    fn imap(addr: SocketAddr, user: &str, pw: &str) -> Self {
+        let mut c = Self::connect(addr);
+        assert!(c.line().starts_with("* OK"));
+        c.send(format!("l LOGIN \"{user}\" \"{pw}\"\r\n").as_bytes());
+        let ok = c.until("l ");
+        assert!(ok.starts_with("l OK"), "{ok}");
+        c
+    }
+
+    /// An SMTP submission session on 587 after AUTH PLAIN, in DATA.
+    fn smtp_data(addr: SocketAddr, user: &str, pw: &str) -> Self {
+        use base64::Engine;
+        let mut c = Self::connect(addr);
+        assert!(c.reply().starts_with("220"));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pw}"));
+        for (cmd, code) in [
+            "EHLO budget.test".to_string(),
+            format!("AUTH PLAIN {auth}"),
+            format!("MAIL FROM:<{user}>"),
+            format!("RCPT TO:<{user}>"),
+            "DATA".to_string(),
+        ]
+        .iter()
+        .zip(["250", "235", "250", "250", "354"])
+        {
+            c.send(format!("{cmd}\r\n").as_bytes());
+            let r = c.reply();
+            assert!(r.starts_with(code), "{cmd}: {r}");
+        }
+        c
+    }
+}
+
+/// A message of about `size` bytes of 78-character lines.
+fn sized_message(from: &str, subject: &str, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: <{from}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@example.test>\r\n\r\n"
+    )
+    .into_bytes();
+    let line = format!("{}\r\n", "b".repeat(78));
+    while m.len() < size {
+        m.extend_from_slice(line.as_bytes());
+    }
+    m.extend_from_slice(b".\r\n");
+    m
+}
+
+/// The server's byte budget over real sockets: while one client holds most
+/// of `max_buffered_bytes` (a synchronizing APPEND literal announced and
+/// not yet sent, counted twice: its raw bytes and the decoded command), a second client's literal is refused (`NO` for `{n}`,
+/// `* BYE` for a non-synchronizing `{n+}` it would have to read anyway) and
+/// a message over SMTP gets `452 4.3.1`, each after the 5 s wait for the
+/// budget and with the session and the server going on; once the first
+/// client leaves the same APPEND and message are accepted.
+#[test]
+fn byte_budget_refuses_then_recovers() {
+    if !python_ok() {
+        return;
+    }
+    let t = Target::start(&[
+        ("  allow_plaintext: false\n", "  allow_plaintext: true\n"),
+        (
+            "  max_literal_size: 26214400\n",
+            "  max_literal_size: 26214400\n  max_buffered_bytes: 12000000\n",
+        ),
+    ]);
+    let (user, pw) = t.lab.mailbox(0, 0);
+    assert!(wait_for_tcp(t.addr("submission"), Duration::from_secs(10)));
+    let mut holder = Lines::imap(t.addr("imap"), &user, &pw);
+    holder.send(b"h APPEND INBOX {5000000}\r\n");
+    let cont = holder.line();
+    assert!(cont.starts_with("+ "), "{cont}");
+
+    // Refused while the budget is held, each after at most a few seconds.
+    let mut other = Lines::imap(t.addr("imap"), &user, &pw);
+    let started = Instant::now();
+    other.send(b"a APPEND INBOX {2000000}\r\n");
+    let no = other.until("a ");
+    let waited = started.elapsed();
     assert!(
-        all.contains("transcript limit reached"),
-        "no truncation line"
+        no.starts_with("a NO") && no.contains("holds too much data"),
+        "{no}"
     );
+    assert!(waited < Duration::from_secs(8), "{waited:?}");
+    other.send(b"n NOOP\r\n");
+    assert!(other.until("n ").starts_with("n OK"), "session goes on");
+    let mut blunt = Lines::imap(t.addr("imap"), &user, &pw);
+    blunt.send(b"b APPEND INBOX {2000000+}\r\n");
+    let bye = blunt.line();
+    assert!(
+        bye.starts_with("* BYE") && bye.contains("holds too much data"),
+        "{bye}"
+    );
+    let mut smtp = Lines::smtp_data(t.addr("submission"), &user, &pw);
+    let started = Instant::now();
+    smtp.send(&sized_message(&user, "refused", 3_000_000));
+    let busy = smtp.reply();
+    assert!(busy.starts_with("452 4.3.1"), "{busy}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    smtp.send(b"RSET\r\n");
+    assert!(smtp.reply().starts_with("250"), "SMTP session goes on");
+    t.assert_served();
+
+    // The holder leaves: its bytes come back, the same requests pass.
+    drop(holder);
+    std::thread::sleep(Duration::from_millis(300));
+    other.send(b"c APPEND INBOX {2000000}\r\n");
+    let cont = other.line();
+    assert!(cont.starts_with("+ "), "{cont}");
+    let mut data = sized_message(&user, "appended", 2_000_000);
+    data.truncate(2_000_000);
+    other.send(&data);
+    other.send(b"\r\n");
+    let ok = other.until("c ");
+    assert!(ok.starts_with("c OK"), "{ok}");
+    let mut smtp = Lines::smtp_data(t.addr("submission"), &user, &pw);
+    smtp.send(&sized_message(&user, "accepted", 3_000_000));
+    let ok = smtp.reply();
+    assert!(ok.starts_with("250"), "{ok}");
+    t.assert_served();
+}
+
+/// Transcript files are rotated under their total bound: many sessions
+/// leave `smtp.jsonl` and at most `transcript_files_kept` rotated files,
+/// each under `transcript_file_max_bytes`, every line whole JSON, the
+/// newest session in the current file.
+#[test]
+fn transcript_files_are_rotated_under_their_bound() {
+    let t = Target::start(&[(
+        "  command_timeout_secs: 300\n",
+        "  command_timeout_secs: 300\n  transcript_file_max_bytes: 20000\n  transcript_files_kept: 2\n",
+    )]);
+    let dir = t.lab.data_dir(0).join("transcripts");
+    for i in 0..40 {
+        let mut c = Lines::connect(t.addr("smtp"));
+        assert!(c.reply().starts_with("220"));
+        let mut input = format!("EHLO rotate{i}.test\r\n");
+        for _ in 0..10 {
+            input.push_str(&format!("NOOP session-{i:02}-{}\r\n", "r".repeat(100)));
+        }
+        input.push_str("QUIT\r\n");
+        c.send(input.as_bytes());
+        assert!(c.until("221").starts_with("221"));
+    }
+    // The server writes the last lines after the client saw 221.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("smtp."))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["smtp.jsonl", "smtp.jsonl.1", "smtp.jsonl.2"]);
+    let mut total = 0;
+    for n in &names {
+        let text = fs::read_to_string(dir.join(n)).unwrap();
+        assert!(text.len() <= 20_000, "{n}: {} bytes", text.len());
+        total += text.len();
+        for l in text.lines() {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("{n}: {e}: {l}"));
+        }
+    }
+    // 40 sessions wrote about 4 times the bound: the oldest are gone.
+    let current = fs::read_to_string(dir.join("smtp.jsonl")).unwrap();
+    assert!(
+        current.contains("session-39-"),
+        "newest session not in the current file"
+    );
+    let all: String = names
+        .iter()
+        .map(|n| fs::read_to_string(dir.join(n)).unwrap())
+        .collect();
+    assert!(!all.contains("session-00-"), "oldest session kept");
+    eprintln!("transcripts: {} files, {total} bytes", names.len());
+    assert!(total <= 60_000, "{total}");
 }

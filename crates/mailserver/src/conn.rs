@@ -129,23 +129,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Reads exactly `n` bytes (an IMAP literal whose size the caller
-    /// checked against its limit); `None` on EOF or timeout.
-    pub async fn read_exact(&mut self, n: usize, timeout: Duration) -> Option<Vec<u8>> {
+    /// Appends exactly `n` bytes to `out` (an IMAP literal whose size the
+    /// caller checked against its limit and the budget), read straight from
+    /// the socket into `out`: the literal is held once, not also in the
+    /// connection's buffer (which would keep that capacity for the rest of
+    /// the session). False on EOF or timeout.
+    pub async fn read_exact_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        n: usize,
+        timeout: Duration,
+    ) -> bool {
         let life = self.life.clone();
         let fut = async {
-            while self.buf.len() < n {
-                match self.read_some().await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
+            out.reserve_exact(n);
+            let buffered = n.min(self.buf.len());
+            out.extend(self.buf.drain(..buffered));
+            let mut left = n - buffered;
+            while left > 0 {
+                let want = left as u64;
+                let read = match &mut self.io {
+                    Io::Plain(s) => s.take(want).read_buf(out).await,
+                    Io::Tls(s) => s.take(want).read_buf(out).await,
+                    Io::Closed => Ok(0),
+                };
+                match read {
+                    Ok(0) | Err(_) => return false,
+                    Ok(got) => left -= got,
                 }
             }
-            Some(self.buf.drain(..n).collect())
+            true
         };
         life.idle(tokio::time::timeout(timeout, fut))
             .await
             .and_then(Result::ok)
-            .flatten()
+            .unwrap_or(false)
     }
 
     /// Writes and flushes, within the write timeout.

@@ -542,7 +542,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             let length = length as usize;
             let wait = Duration::from_secs(5);
-            if !self.ctx.budget.reserve(&mut held, length, wait).await {
+            // Twice the literal: the command decoded once owns a copy of it
+            // (imap-codec's owned `Command`) before the raw bytes go.
+            if !self.ctx.budget.reserve(&mut held, 2 * length, wait).await {
                 let msg = "The server holds too much data right now, try again later";
                 if sync {
                     let tag = command_tag(&raw);
@@ -561,9 +563,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Incoming::Close;
                 }
             }
-            match self.conn.read_exact(length, self.timeout()).await {
-                Some(data) => raw.extend_from_slice(&data),
-                None => return Incoming::Close,
+            if !self
+                .conn
+                .read_exact_into(&mut raw, length, self.timeout())
+                .await
+            {
+                return Incoming::Close;
             }
         }
     }

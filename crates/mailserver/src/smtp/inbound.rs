@@ -61,6 +61,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         let keywords = [spf.keyword(), results.dkim_keyword, results.dmarc_keyword];
+        if !self.reserve_for_filters(message.len()).await {
+            return reply::NO_BUFFER_SPACE;
+        }
         let (message, stage) =
             filter_stage(&ctx, message, false, &tx.mail_from, &tx.local, keywords).await;
         let stage = match stage {
@@ -82,9 +85,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         for (name, value) in &stage.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        let mut full = Vec::with_capacity(head.len() + message.len());
-        full.extend_from_slice(head.as_bytes());
-        full.extend_from_slice(&message);
+        // The trace fields go in front of the message in place: a copy
+        // would hold a second message-sized buffer outside the budget.
+        let mut full = message;
+        full.splice(0..0, head.into_bytes());
         match deliver_local(ctx, tx.local.clone(), folder.clone(), full).await {
             Ok(()) => {
                 self.transcript.info(&format!(

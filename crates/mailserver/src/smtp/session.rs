@@ -267,6 +267,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         true
     }
 
+    /// Takes `n` more bytes from the server's budget for the filter stage
+    /// (the spam analysis holds a decoded copy of the text, as large as the
+    /// message), waiting at most 5 s; given back with the message's after
+    /// the command. False: no budget now (the caller answers `452 4.3.1`).
+    pub(super) async fn reserve_for_filters(&mut self, n: usize) -> bool {
+        if self.ctx.filters.is_empty() {
+            return true;
+        }
+        let wait = Duration::from_secs(5);
+        self.ctx.budget.reserve(&mut self.held, n, wait).await
+    }
+
     /// Reads one line, LF included. RFC 5321 §4.5.3.1.4: command lines are
     /// limited (the config's `max_line_length`); a longer one is an error.
     pub async fn read_line(&mut self) -> Result<Vec<u8>, ReadError> {

@@ -48,6 +48,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             added.push_str(&format!("Message-ID: <{id}@{}>\r\n", ctx.config.hostname));
         }
         let recipients = tx.recipients();
+        if !self.reserve_for_filters(message.len()).await {
+            return reply::NO_BUFFER_SPACE;
+        }
         let (message, stage) = filter_stage(
             &ctx,
             message,
