@@ -167,7 +167,7 @@ fn clamd_backend_refuses_eicar_from_a_real_clamd() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    let scanner = MalwareFilter::new(&format!("clamd://{addr}"), None).unwrap();
+    let scanner = MalwareFilter::clamd(addr);
     let check = |message: &[u8]| {
         scanner.check(&mailserver::filter::FilterInput {
             message,
@@ -186,7 +186,7 @@ fn clamd_backend_refuses_eicar_from_a_real_clamd() {
     assert!(matches!(check(clean).unwrap(), Verdict::Accept { .. }));
     guard.kill();
     let err = check(clean).unwrap_err();
-    assert!(err.message.contains(&addr.to_string()), "{}", err.message);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
 
 // ---------------------------------------------------------------------------

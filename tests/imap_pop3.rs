@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailserver::admission::Life;
+use mailserver::server::{Accepted, Service};
 use serde_json::Value;
 
 use crate::common::python_stdout as py;
@@ -564,7 +565,10 @@ fn arbitrary_bytes_into_imap_and_pop3_sessions() {
             let out = feed(
                 move |s| {
                     let t = c.transcripts.session("imap", peer);
-                    mailserver::imap::serve(c, s, peer, None, t, Life::detached())
+                    mailserver::imap::serve(
+                        c,
+                        Accepted::plain(s, peer, Service::Imap, t, Life::detached()),
+                    )
                 },
                 input.clone(),
             )
@@ -578,7 +582,10 @@ fn arbitrary_bytes_into_imap_and_pop3_sessions() {
             let out = feed(
                 move |s| {
                     let t = c.transcripts.session("pop3", peer);
-                    mailserver::pop3::serve(c, s, peer, None, t, Life::detached())
+                    mailserver::pop3::serve(
+                        c,
+                        Accepted::plain(s, peer, Service::Pop3, t, Life::detached()),
+                    )
                 },
                 input,
             )
@@ -605,7 +612,10 @@ fn huge_literal_long_line_and_connection_limit() {
         let out = feed(
             move |s| {
                 let t = c.transcripts.session("imap", peer);
-                mailserver::imap::serve(c, s, peer, None, t, Life::detached())
+                mailserver::imap::serve(
+                    c,
+                    Accepted::plain(s, peer, Service::Imap, t, Life::detached()),
+                )
             },
             b"a1 APPEND INBOX {1000000000}\r\na2 NOOP\r\n".to_vec(),
         )
@@ -625,7 +635,10 @@ fn huge_literal_long_line_and_connection_limit() {
         let out = feed(
             move |s| {
                 let t = c.transcripts.session("imap", peer);
-                mailserver::imap::serve(c, s, peer, None, t, Life::detached())
+                mailserver::imap::serve(
+                    c,
+                    Accepted::plain(s, peer, Service::Imap, t, Life::detached()),
+                )
             },
             long.clone(),
         )
@@ -638,7 +651,10 @@ fn huge_literal_long_line_and_connection_limit() {
         let out = feed(
             move |s| {
                 let t = c.transcripts.session("pop3", peer);
-                mailserver::pop3::serve(c, s, peer, None, t, Life::detached())
+                mailserver::pop3::serve(
+                    c,
+                    Accepted::plain(s, peer, Service::Pop3, t, Life::detached()),
+                )
             },
             long,
         )

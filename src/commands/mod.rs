@@ -25,7 +25,7 @@ use crate::variant::Catalog;
 
 /// Runs one command, on the CLI's one async runtime ([`crate::process::block_on`] in `main`).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    crate::naming::instance::check().map_err(crate::exit::usage)?;
+    crate::naming::instance::check().map_err(|e| crate::exit::usage(e.to_string()))?;
     let catalog = || Catalog::load(cli.variants_dir.as_deref());
     match cli.command {
         Command::Variants { json } => variants::run(&catalog()?, json),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::Context;
-use mailserver::config::{Config, PrecompiledRules};
+use mailserver::config::{Config, PrecompiledRules, ScannerEngine};
 use mailserver::filter::malware::yara::YaraEngine;
 
 use crate::cli::ServeMailArgs;
@@ -24,7 +24,7 @@ pub async fn run(args: &ServeMailArgs) -> anyhow::Result<ExitCode> {
     }
     crate::process::ensure_malloc_tunables();
     crate::process::init_server_logging();
-    if config.scanner.engine == "builtin" {
+    if config.scanner.engine == ScannerEngine::Builtin {
         config.scanner.precompiled = compile_in_child(&args.config)?;
     }
     async {

@@ -41,12 +41,19 @@ pub fn current() -> Option<&'static str> {
         .as_deref()
 }
 
-/// Checks `LABCTL_INSTANCE`: the message says what is wrong and what to do.
-pub fn check() -> Result<(), String> {
+/// `LABCTL_INSTANCE` holds no instance name; the message says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{env}={0:?} is not an instance name: use 1 to {max} of a-z, 0-9 and '-', starting with a letter (e.g. {env}=course2)",
+    env = ENV,
+    max = MAX_LEN
+)]
+pub struct InstanceError(pub String);
+
+/// Checks `LABCTL_INSTANCE` (unset or empty: no instance).
+pub fn check() -> Result<(), InstanceError> {
     match std::env::var(ENV) {
-        Ok(n) if !n.is_empty() && !is_valid(&n) => Err(format!(
-            "{ENV}={n:?} is not an instance name: use 1 to {MAX_LEN} of a-z, 0-9 and '-', starting with a letter (e.g. {ENV}=course2)"
-        )),
+        Ok(n) if !n.is_empty() && !is_valid(&n) => Err(InstanceError(n)),
         _ => Ok(()),
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use spf::{SpfMechanism, SpfPolicy};
+pub use spf::{SpfError, SpfMechanism, SpfPolicy, SpfQualifier};
 
 /// The built-in variant files, registered in one explicit list.
 const BUILTIN: &[(&str, &str)] = &[
@@ -249,7 +249,7 @@ impl Variant {
                 ));
             }
         }
-        SpfPolicy::parse(&raw.spf_policy).map_err(|e| invalid("spf_policy", e))?;
+        SpfPolicy::parse(&raw.spf_policy).map_err(|e| invalid("spf_policy", e.to_string()))?;
         Ok(Self {
             number,
             ca: raw.ca,

@@ -188,7 +188,7 @@ fn breakdown(name: &str, message: &[u8]) {
     use mailserver::filter::spam::bayes::Classifier;
     use mailserver::filter::spam::rules::{Context, RuleSet};
     use mailserver::filter::spam::tokenize::tokens;
-    let scanner = MalwareFilter::new("builtin", None).expect("rules compile");
+    let scanner = MalwareFilter::builtin(None).expect("rules compile");
     let rules = RuleSet::load(None).expect("rules");
     let classifier = Classifier::open(None).expect("model");
     let analysis = Analysis::of(message);
@@ -229,7 +229,7 @@ fn breakdown(name: &str, message: &[u8]) {
 fn main() {
     let before = rss_kib();
     let t = Instant::now();
-    let scanner = MalwareFilter::new("builtin", None).expect("rules compile");
+    let scanner = MalwareFilter::builtin(None).expect("rules compile");
     let spam = SpamFilter::new(None, None, 5.0, 10.0).expect("spam filter");
     let load = t.elapsed();
     let filters: Vec<Box<dyn Filter>> = vec![Box::new(scanner), Box::new(spam)];

@@ -191,11 +191,22 @@ pub struct Dkim {
     /// Selector: the key is published at `<selector>._domainkey.<domain>`.
     pub selector: String,
     /// `rsa-sha256` or `ed25519-sha256`.
-    pub algorithm: String,
+    pub algorithm: DkimAlgorithm,
     /// Private key, PEM (PKCS#1 or PKCS#8).
     pub key: PathBuf,
     /// Header fields to sign.
     pub headers: Vec<String>,
+}
+
+/// A DKIM signing algorithm (RFC 6376 §3.3; ed25519-sha256: RFC 8463 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DkimAlgorithm {
+    /// RSA with SHA-256 (RFC 6376 §3.3.1).
+    #[serde(rename = "rsa-sha256")]
+    RsaSha256,
+    /// Ed25519 with SHA-256 (RFC 8463 §3).
+    #[serde(rename = "ed25519-sha256")]
+    Ed25519Sha256,
 }
 
 /// What to do when a check fails.
@@ -251,7 +262,7 @@ pub struct Relay {
 #[serde(deny_unknown_fields)]
 pub struct Scanner {
     /// `builtin` (the rules shipped in the binary plus `rules_dir`), `clamd://ADDR:PORT`, or `off`.
-    pub engine: String,
+    pub engine: ScannerEngine,
     /// Extra rule files from the lab directory (may be absent).
     #[serde(default)]
     pub rules_dir: Option<PathBuf>,
@@ -259,6 +270,79 @@ pub struct Scanner {
     /// file: `labctl serve-mail` fills it in); compiled at start when absent.
     #[serde(skip)]
     pub precompiled: Option<PrecompiledRules>,
+}
+
+/// Which engine scans for malware, written `builtin`, `clamd://IP:PORT` or
+/// `off` in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ScannerEngine {
+    /// The yara-x rules shipped in the binary plus the lab's `rules_dir`.
+    Builtin,
+    /// A ClamAV daemon at this address (an IP: a host name would be
+    /// resolved around the lab DNS, so it is refused).
+    Clamd(SocketAddr),
+    /// No scanner.
+    Off,
+}
+
+/// A `scanner.engine` that is none of the three forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Neither `builtin`, `off` nor a `clamd://` URL.
+    #[error("scanner engine {0:?}: expected builtin, off or clamd://IP:PORT")]
+    Unknown(String),
+    /// A `clamd://` URL whose address is no `IP:PORT`.
+    #[error(
+        "scanner engine {0:?}: clamd address must be IP:PORT, e.g. clamd://127.0.0.1:3310 (host names are not resolved)"
+    )]
+    ClamdAddress(String),
+}
+
+impl std::str::FromStr for ScannerEngine {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "builtin" => Ok(ScannerEngine::Builtin),
+            "off" => Ok(ScannerEngine::Off),
+            url => {
+                let rest = url
+                    .strip_prefix("clamd://")
+                    .ok_or_else(|| EngineError::Unknown(url.to_string()))?;
+                let addr = rest
+                    .trim_end_matches('/')
+                    .parse()
+                    .map_err(|_| EngineError::ClamdAddress(url.to_string()))?;
+                Ok(ScannerEngine::Clamd(addr))
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for ScannerEngine {
+    type Error = EngineError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for ScannerEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScannerEngine::Builtin => f.write_str("builtin"),
+            ScannerEngine::Clamd(addr) => write!(f, "clamd://{addr}"),
+            ScannerEngine::Off => f.write_str("off"),
+        }
+    }
+}
+
+impl From<ScannerEngine> for String {
+    fn from(engine: ScannerEngine) -> Self {
+        engine.to_string()
+    }
 }
 
 /// Serialized yara-x rules (see `filter::malware::yara::YaraEngine::compile_serialized`).

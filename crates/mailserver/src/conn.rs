@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use std::net::SocketAddr;
+
 use crate::admission::Life;
-use crate::server::{Context, TlsActive};
+use crate::server::{Accepted, Context, TlsActive};
 use crate::transcript::Transcript;
 
 /// The stream under a connection.
@@ -58,6 +60,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             life,
             write_timeout,
         }
+    }
+
+    /// The connection of an admitted client, with the session's
+    /// transcript and the client's address; writes time out after the
+    /// config's write timeout.
+    pub fn accepted(ctx: &Context, a: Accepted<S>) -> (Self, Transcript, SocketAddr) {
+        let write_timeout = ctx.config.limits.write_timeout();
+        let conn = Self::new(a.stream, a.tls, a.life, write_timeout);
+        (conn, a.transcript, a.peer)
     }
 
     /// The connection's admission handle (the session marks its login).

@@ -78,12 +78,10 @@ impl Context {
                 ),
                 source,
             })?;
-        let authenticator = crate::auth::resolver(config.dns.server, config.listen.address)
-            .map_err(Error::Setup)?;
-        let signer =
-            Signer::load(&config.dkim, &config.domain).map_err(|e| Error::Setup(e.to_string()))?;
+        let authenticator = crate::auth::resolver(config.dns.server, config.listen.address)?;
+        let signer = Signer::load(&config.dkim, &config.domain)?;
         let queue_dir = config.data_dir.join("queue");
-        let queue = Queue::open(&queue_dir).map_err(|e| Error::Setup(e.to_string()))?;
+        let queue = Queue::open(&queue_dir)?;
         // The filter stage: malware scanner, then spam filter (per config).
         let built = crate::filter::build_filters(&config)?;
         let junk_training = built

@@ -2,7 +2,11 @@
 
 use std::net::SocketAddr;
 
+use crate::auth::{ResolverError, SignerError};
 use crate::config::ConfigError;
+use crate::filter::malware::ScannerError;
+use crate::filter::spam::SetupError as SpamSetupError;
+use crate::queue::QueueError;
 use crate::store::StoreError;
 
 /// An error that stops the server or a part of it.
@@ -36,7 +40,22 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// A component failed to start (DKIM key, resolver, filters...).
+    /// The DNS resolver could not be built.
+    #[error(transparent)]
+    Resolver(#[from] ResolverError),
+    /// The DKIM signing key could not be loaded.
+    #[error(transparent)]
+    Dkim(#[from] SignerError),
+    /// The malware scanner could not start (its rules).
+    #[error("malware scanner: {0}")]
+    Scanner(#[from] ScannerError),
+    /// The spam filter could not start (its rules, its model).
+    #[error("spam filter: {0}")]
+    Spam(#[from] SpamSetupError),
+    /// The queue could not be opened.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A component failed to start (a setting that contradicts another...).
     #[error("{0}")]
     Setup(String),
 }

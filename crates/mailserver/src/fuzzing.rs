@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use crate::auth::AuthResult;
 use crate::config::Config;
 use crate::filter::FilterInput;
 use crate::filter::malware::walk::{self, Limits};
-use crate::server::{Context, Service};
+use crate::server::{Accepted, Context, Service};
 
 /// The longest an input may take: a slower one is a finding.
 pub const LIMIT: Duration = Duration::from_secs(1);
@@ -262,7 +263,8 @@ auth: {{allow_plaintext: true}}
             let Some((_slot, transcript, life)) = admit(&ctx, peer, "smtp") else {
                 return;
             };
-            crate::smtp::serve(ctx, stream, peer, service, None, transcript, life).await;
+            let accepted = Accepted::plain(stream, peer, service, transcript, life);
+            crate::smtp::serve(ctx, accepted).await;
         })
     }
 
@@ -279,7 +281,8 @@ auth: {{allow_plaintext: true}}
             let Some((_slot, transcript, life)) = admit(&ctx, peer, "imap") else {
                 return;
             };
-            crate::imap::serve(ctx, stream, peer, None, transcript, life).await;
+            let accepted = Accepted::plain(stream, peer, Service::Imap, transcript, life);
+            crate::imap::serve(ctx, accepted).await;
         })
     }
 
@@ -295,7 +298,8 @@ auth: {{allow_plaintext: true}}
             let Some((_slot, transcript, life)) = admit(&ctx, peer, "pop3") else {
                 return;
             };
-            crate::pop3::serve(ctx, stream, peer, None, transcript, life).await;
+            let accepted = Accepted::plain(stream, peer, Service::Pop3, transcript, life);
+            crate::pop3::serve(ctx, accepted).await;
         })
     }
 
@@ -310,9 +314,9 @@ auth: {{allow_plaintext: true}}
             authenticated: false,
             mail_from: "sender@other.test",
             rcpt_to: &rcpt,
-            spf: "none",
-            dkim: "none",
-            dmarc: "none",
+            spf: AuthResult::None,
+            dkim: AuthResult::None,
+            dmarc: AuthResult::None,
         };
         let accepted = on_worker_stack(|| {
             matches!(

@@ -39,10 +39,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 pub type BoxStream = Box<dyn Stream>;
 
 /// An admitted connection, handed to its protocol once implicit TLS (if
-/// any) is up.
-pub struct Accepted {
+/// any) is up. The server hands out a [`BoxStream`]; session tests and
+/// the fuzzing harness any [`Stream`] (an in-memory pipe).
+pub struct Accepted<S = BoxStream> {
     /// The stream (already TLS on 465, 993, 995).
-    pub stream: BoxStream,
+    pub stream: S,
     /// The client.
     pub peer: SocketAddr,
     /// The port's service.
@@ -53,6 +54,26 @@ pub struct Accepted {
     pub transcript: Transcript,
     /// Idle phases and eviction (see [`crate::admission`]).
     pub life: Life,
+}
+
+impl<S: Stream> Accepted<S> {
+    /// A connection without implicit TLS.
+    pub fn plain(
+        stream: S,
+        peer: SocketAddr,
+        service: Service,
+        transcript: Transcript,
+        life: Life,
+    ) -> Self {
+        Accepted {
+            stream,
+            peer,
+            service,
+            tls: None,
+            transcript,
+            life,
+        }
+    }
 }
 
 /// The session handler of a service.

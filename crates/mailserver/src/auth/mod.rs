@@ -10,6 +10,7 @@
 //! Non-features: ARC, iprev, DMARC aggregate/failure report sending (the
 //! DMARC result is evaluated and recorded, reports are not mailed).
 
+mod result;
 mod sign;
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,16 +25,27 @@ use mail_auth::hickory_resolver::config::{
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MessageAuthenticator,
-    ReceivedSpf, SpfOutput, SpfResult,
+    ReceivedSpf, SpfOutput,
 };
 
+pub use result::{AuthResult, UnknownResult};
 pub use sign::{Signer, SignerError};
+
+/// The resolver could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS resolver for {server}: {source}")]
+pub struct ResolverError {
+    /// The lab DNS server it was to ask.
+    pub server: SocketAddr,
+    /// What hickory said.
+    pub source: mail_auth::hickory_resolver::net::NetError,
+}
 
 /// Builds the one resolver of the server: only `server` is asked, over UDP
 /// and TCP, with no hosts file and no search domains. Queries leave from
 /// `source` (the server's own address, unless unspecified), so the lab DNS's
 /// query log tells which server asked, in the local runtime too.
-pub fn resolver(server: SocketAddr, source: IpAddr) -> Result<MessageAuthenticator, String> {
+pub fn resolver(server: SocketAddr, source: IpAddr) -> Result<MessageAuthenticator, ResolverError> {
     let bind_addr = (!source.is_unspecified() && source.is_ipv4() == server.is_ipv4())
         .then(|| SocketAddr::new(source, 0));
     let mut udp = ConnectionConfig::udp();
@@ -50,43 +62,7 @@ pub fn resolver(server: SocketAddr, source: IpAddr) -> Result<MessageAuthenticat
     opts.timeout = Duration::from_secs(3);
     opts.attempts = 2;
     opts.ndots = 0;
-    MessageAuthenticator::new(config, opts).map_err(|e| format!("DNS resolver: {e}"))
-}
-
-/// The RFC 8601 §2.7.2 keyword of an SPF result.
-pub fn spf_keyword(r: SpfResult) -> &'static str {
-    match r {
-        SpfResult::Pass => "pass",
-        SpfResult::Fail => "fail",
-        SpfResult::SoftFail => "softfail",
-        SpfResult::Neutral => "neutral",
-        SpfResult::TempError => "temperror",
-        SpfResult::PermError => "permerror",
-        SpfResult::None => "none",
-    }
-}
-
-/// The RFC 8601 §2.7.1 keyword of a DKIM result.
-pub fn dkim_keyword(r: &DkimResult) -> &'static str {
-    match r {
-        DkimResult::Pass => "pass",
-        DkimResult::Neutral(_) => "neutral",
-        DkimResult::Fail(_) => "fail",
-        DkimResult::PermError(_) => "permerror",
-        DkimResult::TempError(_) => "temperror",
-        DkimResult::None => "none",
-    }
-}
-
-/// The RFC 7489 §11.2 keyword of a DMARC result.
-pub fn dmarc_keyword(r: &DmarcResult) -> &'static str {
-    match r {
-        DmarcResult::Pass => "pass",
-        DmarcResult::Fail(_) => "fail",
-        DmarcResult::TempError(_) => "temperror",
-        DmarcResult::PermError(_) => "permerror",
-        DmarcResult::None => "none",
-    }
+    MessageAuthenticator::new(config, opts).map_err(|source| ResolverError { server, source })
 }
 
 /// The SPF check of one transaction (RFC 7208 §2.4 MAIL FROM identity,
@@ -104,9 +80,9 @@ pub struct SpfCheck {
 }
 
 impl SpfCheck {
-    /// The result keyword.
-    pub fn keyword(&self) -> &'static str {
-        spf_keyword(self.output.result())
+    /// The result (RFC 8601 §2.7.2).
+    pub fn result(&self) -> AuthResult {
+        self.output.result().into()
     }
 }
 
@@ -154,10 +130,10 @@ pub enum DkimVerdict {
 pub struct MessageResults {
     /// The DKIM verdict over all signatures.
     pub dkim: DkimVerdict,
-    /// The RFC 8601 keyword of the DKIM result.
-    pub dkim_keyword: &'static str,
-    /// The RFC 7489 keyword of the DMARC result.
-    pub dmarc_keyword: &'static str,
+    /// The DKIM result (RFC 8601 §2.7.1).
+    pub dkim_result: AuthResult,
+    /// The DMARC result (RFC 7489 §11.2).
+    pub dmarc_result: AuthResult,
     /// The domain publishes `p=reject` and DMARC failed.
     pub dmarc_reject: bool,
     /// The domain publishes `p=quarantine` and DMARC failed.
@@ -195,11 +171,13 @@ pub async fn check_message(
     } else {
         DkimVerdict::Fail
     };
-    let dkim_keyword = match verdict {
-        DkimVerdict::NoSignature => "none",
-        DkimVerdict::Pass => "pass",
-        DkimVerdict::TempError => "temperror",
-        DkimVerdict::Fail => dkim.first().map_or("fail", |d| dkim_keyword(d.result())),
+    let dkim_result = match verdict {
+        DkimVerdict::NoSignature => AuthResult::None,
+        DkimVerdict::Pass => AuthResult::Pass,
+        DkimVerdict::TempError => AuthResult::TempError,
+        DkimVerdict::Fail => dkim
+            .first()
+            .map_or(AuthResult::Fail, |d| AuthResult::from(d.result())),
     };
     // RFC 7489 §4.1: the RFC5321.MailFrom domain for SPF alignment; the
     // HELO domain stands in for the null sender (RFC 7489 §4.1 note).
@@ -235,8 +213,8 @@ pub async fn check_message(
         ReceivedSpf::new(&spf.output, spf.ip, &spf.helo, &spf.mail_from, hostname).to_header();
     Some(MessageResults {
         dkim: verdict,
-        dkim_keyword,
-        dmarc_keyword: dmarc_keyword(&dmarc_result),
+        dkim_result,
+        dmarc_result: AuthResult::from(&dmarc_result),
         dmarc_reject: failed && dmarc.policy() == DmarcPolicy::Reject,
         dmarc_quarantine: failed && dmarc.policy() == DmarcPolicy::Quarantine,
         authentication_results,

@@ -3,34 +3,45 @@
 //! fields of the config. The signature is returned as a header field to
 //! prepend; the message itself is never rewritten.
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256, SigningKey};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::Dkim;
+use crate::config::{Dkim, DkimAlgorithm};
 
 /// Errors of loading the signing key or signing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignerError {
-    /// The key file cannot be read or parsed.
-    #[error("DKIM key {path}: {message}")]
+    /// The key file cannot be read or holds no PEM private key.
+    #[error("DKIM key {}: {source}", path.display())]
+    Pem {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The key does not suit the algorithm.
+    #[error("DKIM key {}: {source}", path.display())]
     Key {
         /// The key file.
-        path: String,
-        /// What is wrong.
-        message: String,
+        path: PathBuf,
+        /// What mail-auth said.
+        source: mail_auth::Error,
     },
-    /// The algorithm in the config is not known.
-    #[error("DKIM algorithm {0:?} is not supported; use rsa-sha256 or ed25519-sha256")]
-    Algorithm(String),
+    /// An ed25519 key not in PKCS#8 (RFC 8410 §7).
+    #[error("DKIM key {}: ed25519 keys must be PKCS#8", path.display())]
+    NotPkcs8 {
+        /// The key file.
+        path: PathBuf,
+    },
     /// Signing failed (e.g. no From header field).
     #[error("DKIM signing failed: {0}")]
-    Sign(String),
+    Sign(#[source] mail_auth::Error),
 }
 
 enum Key {
@@ -52,39 +63,27 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// Loads the key of `config` for `domain`.
     pub fn load(config: &Dkim, domain: &str) -> Result<Self, SignerError> {
-        let key_err = |message: String| SignerError::Key {
-            path: config.key.display().to_string(),
-            message,
+        let path = || config.key.clone();
+        let key_err = |source| SignerError::Key {
+            path: path(),
+            source,
         };
-        let der = read_key(&config.key).map_err(key_err)?;
-        let key = match config.algorithm.as_str() {
-            "rsa-sha256" => {
-                let k = RsaKey::<Sha256>::from_key_der(der).map_err(|e| key_err(e.to_string()))?;
-                Key::Rsa(
-                    DkimSigner::from_key(k)
-                        .domain(domain)
-                        .selector(&config.selector)
-                        .headers(config.headers.iter().cloned())
-                        .header_canonicalization(Canonicalization::Relaxed)
-                        .body_canonicalization(Canonicalization::Relaxed),
-                )
+        let der = PrivateKeyDer::from_pem_file(&config.key).map_err(|source| SignerError::Pem {
+            path: path(),
+            source,
+        })?;
+        let key = match config.algorithm {
+            DkimAlgorithm::RsaSha256 => {
+                let k = RsaKey::<Sha256>::from_key_der(der).map_err(key_err)?;
+                Key::Rsa(signer(k, config, domain))
             }
-            "ed25519-sha256" => {
+            DkimAlgorithm::Ed25519Sha256 => {
                 let PrivateKeyDer::Pkcs8(p8) = der else {
-                    return Err(key_err("ed25519 keys must be PKCS#8".into()));
+                    return Err(SignerError::NotPkcs8 { path: path() });
                 };
-                let k = Ed25519Key::from_pkcs8_der(p8.secret_pkcs8_der())
-                    .map_err(|e| key_err(e.to_string()))?;
-                Key::Ed25519(
-                    DkimSigner::from_key(k)
-                        .domain(domain)
-                        .selector(&config.selector)
-                        .headers(config.headers.iter().cloned())
-                        .header_canonicalization(Canonicalization::Relaxed)
-                        .body_canonicalization(Canonicalization::Relaxed),
-                )
+                let k = Ed25519Key::from_pkcs8_der(p8.secret_pkcs8_der()).map_err(key_err)?;
+                Key::Ed25519(signer(k, config, domain))
             }
-            other => return Err(SignerError::Algorithm(other.to_string())),
         };
         Ok(Self { key })
     }
@@ -95,11 +94,18 @@ impl Signer {
             Key::Rsa(s) => s.sign(message),
             Key::Ed25519(s) => s.sign(message),
         }
-        .map_err(|e| SignerError::Sign(e.to_string()))?;
+        .map_err(SignerError::Sign)?;
         Ok(sig.to_header())
     }
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| e.to_string())
+/// A signer with `key` for `domain`: the config's selector and header
+/// fields, relaxed/relaxed canonicalization (RFC 6376 §3.4).
+fn signer<K: SigningKey>(key: K, config: &Dkim, domain: &str) -> DkimSigner<K, Done> {
+    DkimSigner::from_key(key)
+        .domain(domain)
+        .selector(&config.selector)
+        .headers(config.headers.iter().cloned())
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
 }

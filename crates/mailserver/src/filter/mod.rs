@@ -14,7 +14,8 @@ pub mod spam;
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::auth::AuthResult;
+use crate::config::{Config, ScannerEngine};
 
 /// What the filters know about the message besides its bytes.
 #[derive(Debug, Clone, Default)]
@@ -27,12 +28,12 @@ pub struct FilterInput<'a> {
     pub mail_from: &'a str,
     /// Envelope recipients.
     pub rcpt_to: &'a [String],
-    /// SPF result keyword (RFC 8601 §2.7.2: `pass`, `fail`, `softfail`, `neutral`, `none`, `temperror`, `permerror`).
-    pub spf: &'a str,
-    /// DKIM result keyword (RFC 8601 §2.7.1).
-    pub dkim: &'a str,
-    /// DMARC result keyword (RFC 7489 §11.2).
-    pub dmarc: &'a str,
+    /// SPF result (RFC 8601 §2.7.2); `none` on authenticated submission.
+    pub spf: AuthResult,
+    /// DKIM result (RFC 8601 §2.7.1); `none` on authenticated submission.
+    pub dkim: AuthResult,
+    /// DMARC result (RFC 7489 §11.2); `none` on authenticated submission.
+    pub dmarc: AuthResult,
 }
 
 /// A refusal: the SMTP reply to send.
@@ -63,12 +64,12 @@ pub enum Verdict {
 /// An error of a filter: the message can be neither accepted nor refused
 /// for sure, so the SMTP side answers `451 4.7.0` (never silent acceptance).
 #[derive(Debug, thiserror::Error)]
-#[error("{filter}: {message}")]
+#[error("{filter}: {source}")]
 pub struct FilterError {
     /// Which filter failed.
     pub filter: &'static str,
-    /// What went wrong.
-    pub message: String,
+    /// What went wrong (the filter's own error type).
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// One filter of the filter stage.
@@ -146,17 +147,17 @@ impl std::fmt::Debug for Filters {
 /// `scanner.engine` is `off`, the spam filter when `spam.enabled`.
 pub fn build_filters(config: &Config) -> Result<Filters, crate::Error> {
     let mut filters = Filters::default();
-    if config.scanner.engine != "off" {
-        let scanner = match &config.scanner.precompiled {
-            Some(rules) if config.scanner.engine == "builtin" => {
-                malware::MalwareFilter::from_precompiled(&rules.0)
-            }
-            _ => malware::MalwareFilter::new(
-                &config.scanner.engine,
-                config.scanner.rules_dir.as_deref(),
-            ),
+    let scanner = match (config.scanner.engine, &config.scanner.precompiled) {
+        (ScannerEngine::Off, _) => None,
+        (ScannerEngine::Builtin, Some(rules)) => {
+            Some(malware::MalwareFilter::from_precompiled(&rules.0)?)
         }
-        .map_err(|e| crate::Error::Setup(format!("malware scanner: {e}")))?;
+        (ScannerEngine::Builtin, None) => Some(malware::MalwareFilter::builtin(
+            config.scanner.rules_dir.as_deref(),
+        )?),
+        (ScannerEngine::Clamd(addr), _) => Some(malware::MalwareFilter::clamd(addr)),
+    };
+    if let Some(scanner) = scanner {
         filters.list.push(Box::new(scanner));
     }
     if config.spam.enabled {
@@ -166,15 +167,12 @@ pub fn build_filters(config: &Config) -> Result<Filters, crate::Error> {
                 config.spam.reject_threshold, config.spam.tag_threshold
             )));
         }
-        let spam = Arc::new(
-            spam::SpamFilter::new(
-                config.spam.rules.as_deref(),
-                Some(&config.data_dir),
-                config.spam.tag_threshold,
-                config.spam.reject_threshold,
-            )
-            .map_err(|e| crate::Error::Setup(format!("spam filter: {e}")))?,
-        );
+        let spam = Arc::new(spam::SpamFilter::new(
+            config.spam.rules.as_deref(),
+            Some(&config.data_dir),
+            config.spam.tag_threshold,
+            config.spam.reject_threshold,
+        )?);
         filters.list.push(Box::new(spam.clone()));
         filters.spam = Some(spam);
     }

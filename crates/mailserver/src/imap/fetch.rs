@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use super::selected::flag_fetch;
-use crate::store::{FlagOp, Flags};
+use crate::message::{header_end, split_header};
+use crate::store::{FlagOp, Flags, MessageMeta, Snapshot};
 
 /// An nstring from text (quoted when possible, else a literal).
 fn nstr(s: Option<&str>) -> NString<'static> {
@@ -46,18 +47,6 @@ fn nbytes(b: &[u8]) -> NString<'static> {
     Literal::try_from(v)
         .map(NString::from)
         .unwrap_or(NString::NIL)
-}
-
-/// End of the header block (after the empty line), RFC 5322 §2.1.
-pub(crate) fn header_end(raw: &[u8]) -> usize {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
-    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) => a,
-        (None, Some(b)) => b,
-        (None, None) => raw.len(),
-    }
 }
 
 /// The header fields of a header block, each with its folded lines.
@@ -134,8 +123,8 @@ fn locate(raw: &[u8], path: &[NonZeroU32]) -> Option<(Vec<u8>, Vec<u8>)> {
 /// The bytes of a BODY[section].
 fn section_bytes(raw: &[u8], section: Option<&Section<'_>>) -> Vec<u8> {
     let split = |m: &[u8]| {
-        let end = header_end(m);
-        (m[..end].to_vec(), m[end..].to_vec())
+        let (header, body) = split_header(m);
+        (header.to_vec(), body.to_vec())
     };
     let body_of = |part: &Option<imap_codec::imap_types::fetch::Part>| -> Option<Vec<u8>> {
         match part {
@@ -377,35 +366,127 @@ fn internal_date(secs: i64) -> Option<DateTime> {
     DateTime::try_from(dt).ok()
 }
 
-fn needs(names: &[MessageDataItemName<'_>]) -> (bool, bool) {
-    let mut content = false;
-    let mut header_only = true;
-    for n in names {
-        match n {
-            MessageDataItemName::Envelope | MessageDataItemName::Rfc822Header => content = true,
-            MessageDataItemName::BodyExt {
-                section:
-                    Some(
-                        Section::Header(None)
-                        | Section::HeaderFields(None, _)
-                        | Section::HeaderFieldsNot(None, _),
-                    ),
-                ..
-            } => content = true,
-            MessageDataItemName::Body
-            | MessageDataItemName::BodyStructure
-            | MessageDataItemName::BodyExt { .. }
-            | MessageDataItemName::Rfc822
-            | MessageDataItemName::Rfc822Text
-            | MessageDataItemName::Binary { .. }
-            | MessageDataItemName::BinarySize { .. } => {
-                content = true;
-                header_only = false;
+/// What a FETCH command needs, worked out once for all its messages.
+struct FetchPlan {
+    /// ENVELOPE is asked (served from the shared cache when it has it).
+    envelope: bool,
+    /// An item other than ENVELOPE needs the message's bytes...
+    content: bool,
+    /// ... and the header section is all it needs.
+    header_only: bool,
+    /// An item sets `\Seen` (RFC 3501 §6.4.5: BODY[], not BODY.PEEK[]).
+    sets_seen: bool,
+}
+
+impl FetchPlan {
+    fn of(names: &[MessageDataItemName<'_>]) -> Self {
+        let mut plan = FetchPlan {
+            envelope: false,
+            content: false,
+            header_only: true,
+            sets_seen: false,
+        };
+        for n in names {
+            match n {
+                MessageDataItemName::Envelope => plan.envelope = true,
+                MessageDataItemName::Rfc822Header
+                | MessageDataItemName::BodyExt {
+                    section:
+                        Some(
+                            Section::Header(None)
+                            | Section::HeaderFields(None, _)
+                            | Section::HeaderFieldsNot(None, _),
+                        ),
+                    ..
+                } => plan.content = true,
+                MessageDataItemName::Body
+                | MessageDataItemName::BodyStructure
+                | MessageDataItemName::BodyExt { .. }
+                | MessageDataItemName::Rfc822
+                | MessageDataItemName::Rfc822Text
+                | MessageDataItemName::Binary { .. }
+                | MessageDataItemName::BinarySize { .. } => {
+                    plan.content = true;
+                    plan.header_only = false;
+                }
+                _ => {}
             }
-            _ => {}
+            plan.sets_seen |= matches!(
+                n,
+                MessageDataItemName::BodyExt { peek: false, .. }
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Text
+            );
         }
+        plan
     }
-    (content, header_only)
+}
+
+/// The folder a FETCH reads, as it was when the command started.
+struct FetchFolder<'a> {
+    user: &'a str,
+    name: &'a str,
+    read_only: bool,
+    snap: &'a Snapshot,
+    /// The folder's key in the envelope cache.
+    cache_key: String,
+}
+
+/// One message as the items of a FETCH see it.
+struct Source<'a> {
+    uid: u32,
+    flags: Flags,
+    recent: bool,
+    meta: &'a MessageMeta,
+    keywords: &'a [String],
+    /// Its bytes, as far as the items need them (empty when none does).
+    raw: &'a [u8],
+    envelope: Option<&'a Envelope<'static>>,
+}
+
+/// The data item for `name` (RFC 3501 §7.4.2), `None` for an item that is
+/// not answered.
+fn item<'n>(name: &MessageDataItemName<'n>, m: &Source<'_>) -> Option<MessageDataItem<'n>> {
+    let raw = m.raw;
+    match name {
+        MessageDataItemName::Uid => NonZeroU32::new(m.uid).map(MessageDataItem::Uid),
+        MessageDataItemName::Flags => Some(MessageDataItem::Flags(flag_fetch(
+            m.flags, m.recent, m.keywords,
+        ))),
+        MessageDataItemName::InternalDate => {
+            internal_date(m.meta.internal_date).map(MessageDataItem::InternalDate)
+        }
+        MessageDataItemName::Rfc822Size => Some(MessageDataItem::Rfc822Size(m.meta.size as u32)),
+        MessageDataItemName::Envelope => m.envelope.map(|e| MessageDataItem::Envelope(e.clone())),
+        MessageDataItemName::Body => body_structure(raw, false).map(MessageDataItem::Body),
+        MessageDataItemName::BodyStructure => {
+            body_structure(raw, true).map(MessageDataItem::BodyStructure)
+        }
+        MessageDataItemName::Rfc822 => Some(MessageDataItem::Rfc822(nbytes(raw))),
+        MessageDataItemName::Rfc822Header => {
+            Some(MessageDataItem::Rfc822Header(nbytes(split_header(raw).0)))
+        }
+        MessageDataItemName::Rfc822Text => {
+            Some(MessageDataItem::Rfc822Text(nbytes(split_header(raw).1)))
+        }
+        MessageDataItemName::BodyExt {
+            section, partial, ..
+        } => {
+            let mut data = section_bytes(raw, section.as_ref());
+            // RFC 3501 §6.4.5 partial: <origin.octets>.
+            if let Some((origin, len)) = partial {
+                let start = (*origin as usize).min(data.len());
+                let end = start.saturating_add(len.get() as usize).min(data.len());
+                data = data[start..end].to_vec();
+            }
+            Some(MessageDataItem::BodyExt {
+                section: section.clone(),
+                origin: partial.map(|p| p.0),
+                data: nbytes(&data),
+            })
+        }
+        _ => None,
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -413,150 +494,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(crate) async fn fetch(&mut self, targets: &[usize], names: &[MessageDataItemName<'_>]) {
         let user = self.user().to_string();
         let Some(sel) = &self.selected else { return };
-        let folder = sel.name.clone();
-        let read_only = sel.read_only;
-        let Ok(snap) = self.ctx.store.sync(&user, &folder) else {
+        let (name, read_only) = (sel.name.clone(), sel.read_only);
+        let Ok(snap) = self.ctx.store.sync(&user, &name) else {
             return;
         };
-        let wants_envelope = names.contains(&MessageDataItemName::Envelope);
-        let others: Vec<MessageDataItemName<'_>> = names
-            .iter()
-            .filter(|n| **n != MessageDataItemName::Envelope)
-            .cloned()
-            .collect();
-        let (other_content, header_only) = needs(&others);
-        let cache_key = format!("{user}\0{folder}");
-        let sets_seen = names.iter().any(|n| {
-            matches!(
-                n,
-                MessageDataItemName::BodyExt { peek: false, .. }
-                    | MessageDataItemName::Rfc822
-                    | MessageDataItemName::Rfc822Text
-            )
-        });
+        let folder = FetchFolder {
+            user: &user,
+            name: &name,
+            read_only,
+            snap: &snap,
+            cache_key: format!("{user}\0{name}"),
+        };
+        let plan = FetchPlan::of(names);
         for &i in targets {
-            let Some(sel) = &self.selected else { return };
-            let Some(&(uid, mut flags)) = sel.view.get(i) else {
+            let Some(items) = self.fetch_items(&folder, &plan, i, names) else {
                 continue;
             };
-            let recent = sel.recent.contains(&uid);
-            let Ok(pos) = snap.messages.binary_search_by_key(&uid, |m| m.uid) else {
-                continue; // expunged elsewhere; reported at the next NOOP
-            };
-            let meta = &snap.messages[pos];
-            let cached = if wants_envelope {
-                self.ctx
-                    .envelopes
-                    .get(&cache_key, snap.uid_validity, uid, &meta.base)
-            } else {
-                None
-            };
-            let content = other_content || (wants_envelope && cached.is_none());
-            let raw = if content {
-                match self.ctx.store.read(&user, &folder, uid) {
-                    Ok(Some(mut r)) => {
-                        if header_only {
-                            r.truncate(header_end(&r));
-                        }
-                        r
-                    }
-                    _ => continue,
-                }
-            } else {
-                Vec::new()
-            };
-            let mut flags_changed = false;
-            if sets_seen && !read_only && !flags.has(Flags::SEEN) {
-                // RFC 3501 §6.4.5: BODY[] (not PEEK) sets \Seen, added to
-                // the flags the message has now (§6.4.6), never a write-back.
-                let seen = Flags(Flags::SEEN);
-                if let Ok(done) =
-                    self.ctx
-                        .store
-                        .store_flags(&user, &folder, &[uid], FlagOp::Add, seen)
-                    && let Some(&(_, new)) = done.first()
-                {
-                    flags = new;
-                    flags_changed = true;
-                    if let Some(sel) = self.selected.as_mut() {
-                        sel.view[i].1 = new;
-                    }
-                }
-            }
-            let envelope = match cached {
-                Some(e) => Some(e),
-                None if wants_envelope => crate::message::parse_bounded(&raw[..header_end(&raw)])
-                    .map(|m| {
-                        let e = Arc::new(envelope(&m));
-                        self.ctx.envelopes.put(
-                            &cache_key,
-                            snap.uid_validity,
-                            uid,
-                            &meta.base,
-                            e.clone(),
-                        );
-                        e
-                    }),
-                None => None,
-            };
-            let mut items: Vec<MessageDataItem<'_>> = Vec::with_capacity(names.len() + 1);
-            for name in names {
-                let item = match name {
-                    MessageDataItemName::Uid => NonZeroU32::new(uid).map(MessageDataItem::Uid),
-                    MessageDataItemName::Flags => Some(MessageDataItem::Flags(flag_fetch(
-                        flags,
-                        recent,
-                        &snap.keywords,
-                    ))),
-                    MessageDataItemName::InternalDate => {
-                        internal_date(meta.internal_date).map(MessageDataItem::InternalDate)
-                    }
-                    MessageDataItemName::Rfc822Size => {
-                        Some(MessageDataItem::Rfc822Size(meta.size as u32))
-                    }
-                    MessageDataItemName::Envelope => envelope
-                        .as_ref()
-                        .map(|e| MessageDataItem::Envelope(e.as_ref().clone())),
-                    MessageDataItemName::Body => {
-                        body_structure(&raw, false).map(MessageDataItem::Body)
-                    }
-                    MessageDataItemName::BodyStructure => {
-                        body_structure(&raw, true).map(MessageDataItem::BodyStructure)
-                    }
-                    MessageDataItemName::Rfc822 => Some(MessageDataItem::Rfc822(nbytes(&raw))),
-                    MessageDataItemName::Rfc822Header => Some(MessageDataItem::Rfc822Header(
-                        nbytes(&raw[..header_end(&raw)]),
-                    )),
-                    MessageDataItemName::Rfc822Text => Some(MessageDataItem::Rfc822Text(nbytes(
-                        &raw[header_end(&raw)..],
-                    ))),
-                    MessageDataItemName::BodyExt {
-                        section, partial, ..
-                    } => {
-                        let mut data = section_bytes(&raw, section.as_ref());
-                        // RFC 3501 §6.4.5 partial: <origin.octets>.
-                        if let Some((origin, len)) = partial {
-                            let start = (*origin as usize).min(data.len());
-                            let end = start.saturating_add(len.get() as usize).min(data.len());
-                            data = data[start..end].to_vec();
-                        }
-                        Some(MessageDataItem::BodyExt {
-                            section: section.clone(),
-                            origin: partial.map(|p| p.0),
-                            data: nbytes(&data),
-                        })
-                    }
-                    _ => None,
-                };
-                items.extend(item);
-            }
-            if flags_changed && !names.contains(&MessageDataItemName::Flags) {
-                items.push(MessageDataItem::Flags(flag_fetch(
-                    flags,
-                    recent,
-                    &snap.keywords,
-                )));
-            }
             let (Some(seq), Ok(items)) = (NonZeroU32::new(i as u32 + 1), Vec1::try_from(items))
             else {
                 continue;
@@ -566,6 +519,110 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         }
+    }
+
+    /// The items of the message at view index `i`; `None` when it was
+    /// expunged elsewhere (reported at the next NOOP) or cannot be read.
+    fn fetch_items<'n>(
+        &mut self,
+        folder: &FetchFolder<'_>,
+        plan: &FetchPlan,
+        i: usize,
+        names: &[MessageDataItemName<'n>],
+    ) -> Option<Vec<MessageDataItem<'n>>> {
+        let sel = self.selected.as_ref()?;
+        let &(uid, flags) = sel.view.get(i)?;
+        let recent = sel.recent.contains(&uid);
+        let messages = &folder.snap.messages;
+        let meta = &messages[messages.binary_search_by_key(&uid, |m| m.uid).ok()?];
+        let cached = if plan.envelope {
+            let (validity, base) = (folder.snap.uid_validity, &meta.base);
+            self.ctx
+                .envelopes
+                .get(&folder.cache_key, validity, uid, base)
+        } else {
+            None
+        };
+        let raw = if plan.content || (plan.envelope && cached.is_none()) {
+            let mut raw = self.ctx.store.read(folder.user, folder.name, uid).ok()??;
+            if plan.header_only {
+                raw.truncate(header_end(&raw));
+            }
+            raw
+        } else {
+            Vec::new()
+        };
+        let (flags, flags_changed) = self.mark_seen(folder, plan, i, uid, flags);
+        let envelope = match cached {
+            Some(e) => Some(e),
+            None if plan.envelope => self.parse_envelope(folder, meta, &raw),
+            None => None,
+        };
+        let source = Source {
+            uid,
+            flags,
+            recent,
+            meta,
+            keywords: &folder.snap.keywords,
+            raw: &raw,
+            envelope: envelope.as_deref(),
+        };
+        let mut items: Vec<MessageDataItem<'n>> = names
+            .iter()
+            .filter_map(|name| item(name, &source))
+            .collect();
+        if flags_changed && !names.contains(&MessageDataItemName::Flags) {
+            items.push(MessageDataItem::Flags(flag_fetch(
+                flags,
+                recent,
+                &folder.snap.keywords,
+            )));
+        }
+        Some(items)
+    }
+
+    /// Sets `\Seen` when the FETCH asks for it (RFC 3501 §6.4.5: BODY[],
+    /// not PEEK, sets it; added to the flags the message has now, §6.4.6,
+    /// never a write-back). The flags after, and whether they changed.
+    fn mark_seen(
+        &mut self,
+        folder: &FetchFolder<'_>,
+        plan: &FetchPlan,
+        i: usize,
+        uid: u32,
+        flags: Flags,
+    ) -> (Flags, bool) {
+        if !plan.sets_seen || folder.read_only || flags.has(Flags::SEEN) {
+            return (flags, false);
+        }
+        let seen = Flags(Flags::SEEN);
+        let store = &self.ctx.store;
+        if let Ok(done) = store.store_flags(folder.user, folder.name, &[uid], FlagOp::Add, seen)
+            && let Some(&(_, new)) = done.first()
+        {
+            if let Some(sel) = self.selected.as_mut() {
+                sel.view[i].1 = new;
+            }
+            return (new, true);
+        }
+        (flags, false)
+    }
+
+    /// The ENVELOPE parsed from the message's header section, put in the
+    /// shared cache for the next FETCH.
+    fn parse_envelope(
+        &self,
+        folder: &FetchFolder<'_>,
+        meta: &MessageMeta,
+        raw: &[u8],
+    ) -> Option<Arc<Envelope<'static>>> {
+        let parsed = crate::message::parse_bounded(split_header(raw).0)?;
+        let e = Arc::new(envelope(&parsed));
+        let validity = folder.snap.uid_validity;
+        self.ctx
+            .envelopes
+            .put(&folder.cache_key, validity, meta.uid, &meta.base, e.clone());
+        Some(e)
     }
 }
 

@@ -19,8 +19,6 @@ mod list;
 mod search;
 mod selected;
 
-pub(crate) use fetch::header_end;
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,9 +38,9 @@ use imap_codec::{CommandCodec, ResponseCodec};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::broadcast;
 
-use crate::admission::{Held, Life};
+use crate::admission::Held;
 use crate::conn::{Conn, Read};
-use crate::server::{Accepted, Context, Session as BoxedSession, TlsActive};
+use crate::server::{Accepted, Context, Session as BoxedSession, Stream};
 use crate::store::Flags;
 use crate::transcript::Transcript;
 
@@ -116,26 +114,17 @@ pub const TOO_MANY_CONNECTIONS: &str =
 
 /// The handler registered for `Service::Imap` and `Service::Imaps`.
 pub fn handler(ctx: Arc<Context>, a: Accepted) -> BoxedSession {
-    Box::pin(serve(ctx, a.stream, a.peer, a.tls, a.transcript, a.life))
+    Box::pin(serve(ctx, a))
 }
 
 /// Runs one admitted IMAP session over any stream (TCP or TLS in the
-/// server, an in-memory pipe in tests); `tls` is `Some` on 993.
-pub async fn serve<S>(
-    ctx: Arc<Context>,
-    stream: S,
-    peer: SocketAddr,
-    tls: Option<TlsActive>,
-    transcript: Transcript,
-    life: Life,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let write_timeout = ctx.config.limits.write_timeout();
+/// server, an in-memory pipe in tests); `a.tls` is `Some` on 993.
+pub async fn serve<S: Stream>(ctx: Arc<Context>, a: Accepted<S>) {
+    let (conn, t, peer) = Conn::accepted(&ctx, a);
     let mut session = Session {
         ctx,
-        conn: Conn::new(stream, tls, life, write_timeout),
-        t: transcript,
+        conn,
+        t,
         peer,
         user: None,
         selected: None,

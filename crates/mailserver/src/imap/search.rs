@@ -21,9 +21,10 @@ use imap_codec::imap_types::search::SearchKey;
 use mail_parser::{MessageParser, MimeHeaders};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::fetch::{fields, header_end};
+use super::fetch::fields;
 use super::selected::in_set;
 use super::{Kind, Session};
+use crate::message::split_header;
 use crate::server::Context;
 use crate::store::{Flags, MessageMeta, Snapshot};
 
@@ -79,9 +80,9 @@ fn address_text(a: &mail_parser::Address<'_>) -> String {
 }
 
 fn load(raw: &[u8]) -> Content {
-    let end = header_end(raw);
+    let (header, body) = split_header(raw);
     let mut c = Content::default();
-    for (name, field) in fields(&raw[..end]) {
+    for (name, field) in fields(header) {
         let value = &field[name.len() + 1..];
         let value: Vec<u8> = value
             .iter()
@@ -93,8 +94,8 @@ fn load(raw: &[u8]) -> Content {
             String::from_utf8_lossy(value.trim_ascii()).to_lowercase(),
         ));
     }
-    c.body = lower(&raw[end..]);
-    let encoded_words = raw[..end].windows(2).any(|w| w == b"=?");
+    c.body = lower(body);
+    let encoded_words = header.windows(2).any(|w| w == b"=?");
     let encoded_body = contains(&c.body, b"base64")
         || contains(&c.body, b"quoted-printable")
         || c.headers
@@ -104,7 +105,7 @@ fn load(raw: &[u8]) -> Content {
     let parsed = if needs_parse {
         crate::message::parse_bounded(raw)
     } else {
-        MessageParser::default().parse_headers(&raw[..end])
+        MessageParser::default().parse_headers(header)
     };
     if let Some(msg) = parsed {
         // RFC 3501 §6.4.4: the date as written, time and zone disregarded.

@@ -16,16 +16,21 @@
 //! The same pass counts the `Received` fields of the top-level header
 //! section for the hop limit (RFC 5321 §6.3).
 //!
+//! [`header_end`] is where a header section ends (RFC 5322 §2.1), for
+//! every protocol that cuts a message into header and body.
+//!
 //! Non-features: the limits are not configurable per user; a message
 //! refused by [`parse_bounded`] at a later stage (IMAP FETCH of a message
 //! stored before the limits) is served as opaque bytes.
 
+mod header;
 mod scan;
 #[cfg(test)]
 mod tests;
 
 use mail_parser::{Message, MessageParser};
 
+pub use header::{header_end, split_header};
 pub use scan::Shape;
 
 /// MIME nesting depth (Postfix `mime_nesting_limit`).

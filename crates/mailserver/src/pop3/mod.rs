@@ -16,9 +16,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::admission::Life;
 use crate::conn::{Conn, Read};
-use crate::server::{Accepted, Context, Session as BoxedSession, TlsActive};
+use crate::server::{Accepted, Context, Session as BoxedSession, Stream};
 use crate::store::{INBOX, MaildropLock};
 use crate::transcript::Transcript;
 
@@ -31,7 +30,7 @@ pub const TOO_MANY_CONNECTIONS: &str =
 
 /// The handler registered for `Service::Pop3` and `Service::Pop3s`.
 pub fn handler(ctx: Arc<Context>, a: Accepted) -> BoxedSession {
-    Box::pin(serve(ctx, a.stream, a.peer, a.tls, a.transcript, a.life))
+    Box::pin(serve(ctx, a))
 }
 
 /// The maildrop of a logged-in session.
@@ -56,19 +55,9 @@ struct Session<S> {
 }
 
 /// Runs one admitted POP3 session over any stream (TCP or TLS in the
-/// server, an in-memory pipe in tests); `tls` is `Some` on 995.
-pub async fn serve<S>(
-    ctx: Arc<Context>,
-    stream: S,
-    peer: SocketAddr,
-    tls: Option<TlsActive>,
-    t: Transcript,
-    life: Life,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let write_timeout = ctx.config.limits.write_timeout();
-    let conn = Conn::new(stream, tls, life, write_timeout);
+/// server, an in-memory pipe in tests); `a.tls` is `Some` on 995.
+pub async fn serve<S: Stream>(ctx: Arc<Context>, a: Accepted<S>) {
+    let (conn, t, peer) = Conn::accepted(&ctx, a);
     let mut s = Session {
         ctx,
         conn,
@@ -98,9 +87,9 @@ fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
 
 /// The header and the first `n` body lines (TOP, RFC 1939 §7).
 fn top(message: &[u8], n: usize) -> Vec<u8> {
-    let end = crate::imap::header_end(message);
-    let mut out = message[..end].to_vec();
-    for (i, line) in message[end..].split_inclusive(|&b| b == b'\n').enumerate() {
+    let (header, body) = crate::message::split_header(message);
+    let mut out = header.to_vec();
+    for (i, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
         if i >= n {
             break;
         }
@@ -320,155 +309,166 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await
     }
 
-    /// The message number argument, if it names a message that is not deleted.
-    fn message(&self, arg: &str) -> Result<usize, String> {
-        let drop = self.drop.as_ref().ok_or("no maildrop")?;
+    /// A command in the TRANSACTION state (RFC 1939 §5).
+    async fn transaction(&mut self, verb: &str, arg: &str) -> bool {
+        let Some(d) = self.drop.as_mut() else {
+            return false;
+        };
+        let reply = match verb {
+            "CAPA" => {
+                let capa = self.capa();
+                return self
+                    .send_multi("+OK Capability list follows", capa.as_bytes())
+                    .await;
+            }
+            "STAT" => d.stat(),
+            "LIST" | "UIDL" => {
+                let uidl = verb == "UIDL";
+                if arg.is_empty() {
+                    let first = format!("+OK {} messages", d.live().count());
+                    let body: String = d
+                        .live()
+                        .map(|i| format!("{}\r\n", d.scan_line(i, uidl)))
+                        .collect();
+                    return self.send_multi(&first, body.as_bytes()).await;
+                }
+                match d.message(arg) {
+                    Ok(i) => format!("+OK {}", d.scan_line(i, uidl)),
+                    Err(e) => format!("-ERR {e}"),
+                }
+            }
+            "RETR" | "TOP" => return self.retrieve(verb == "TOP", arg).await,
+            "DELE" => match d.message(arg) {
+                Ok(i) => {
+                    d.deleted.insert(i);
+                    format!("+OK Message {} marked for deletion at QUIT", i + 1)
+                }
+                Err(e) => format!("-ERR {e}"),
+            },
+            "RSET" => {
+                d.deleted.clear();
+                format!("+OK Deletion marks removed; {} messages", d.messages.len())
+            }
+            "NOOP" => "+OK".to_string(),
+            "QUIT" => return self.update().await,
+            "USER" | "PASS" | "STLS" => "-ERR Already logged in".to_string(),
+            _ => format!("-ERR Unknown command {verb:?} (try CAPA)"),
+        };
+        self.send(&reply).await
+    }
+
+    /// RETR, or TOP with its line count (RFC 1939 §5, §7).
+    async fn retrieve(&mut self, top_lines: bool, arg: &str) -> bool {
+        let Some(d) = self.drop.as_ref() else {
+            return false;
+        };
+        let i = match d.message(arg) {
+            Ok(i) => i,
+            Err(e) => return self.send(&format!("-ERR {e}")).await,
+        };
+        let lines = if top_lines {
+            let count = arg.split_whitespace().nth(1);
+            match count.and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => Some(n),
+                None => {
+                    return self
+                        .send("-ERR TOP needs a message number and a line count")
+                        .await;
+                }
+            }
+        } else {
+            None
+        };
+        let (uid, size) = d.messages[i];
+        match self.ctx.store.read(&d.address, INBOX, uid) {
+            Ok(Some(bytes)) => {
+                let body = match lines {
+                    Some(n) => top(&bytes, n),
+                    None => bytes,
+                };
+                self.send_multi(&format!("+OK {size} octets"), &body).await
+            }
+            Ok(None) => {
+                self.send("-ERR This message was removed by another client")
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pop3 read");
+                self.send("-ERR [SYS/TEMP] Cannot read the message").await
+            }
+        }
+    }
+
+    /// QUIT in the TRANSACTION state: the UPDATE state removes the marked
+    /// messages (RFC 1939 §6). Always ends the session.
+    async fn update(&mut self) -> bool {
+        let Some(d) = self.drop.take() else {
+            return false;
+        };
+        let uids: Vec<u32> = d.deleted.iter().map(|&i| d.messages[i].0).collect();
+        let reply = match self.ctx.store.expunge(&d.address, INBOX, &uids) {
+            Ok(removed) => format!("+OK Bye; {} messages removed", removed.len()),
+            Err(e) => {
+                tracing::warn!(error = %e, "pop3 update");
+                "-ERR [SYS/TEMP] Some messages could not be removed".to_string()
+            }
+        };
+        // Release the maildrop lock before the reply: a client that
+        // reconnects as soon as it reads it must not find it held.
+        std::mem::drop(d);
+        self.send(&reply).await;
+        false
+    }
+}
+
+/// Why a message number argument names no message (the text after `-ERR`).
+#[derive(Debug, thiserror::Error)]
+enum BadNumber {
+    #[error("Expected a message number, got {0:?}")]
+    NotANumber(String),
+    #[error("No message {n} (the maildrop has {count})")]
+    NoSuch { n: usize, count: usize },
+    #[error("Message {0} is deleted")]
+    Deleted(usize),
+}
+
+impl Maildrop {
+    /// The indexes of the messages not marked deleted.
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.messages.len()).filter(|i| !self.deleted.contains(i))
+    }
+
+    /// The index of the message numbered by the first word of `arg`, if it
+    /// names a message that is not deleted (RFC 1939 §5).
+    fn message(&self, arg: &str) -> Result<usize, BadNumber> {
         let n: usize = arg
             .split_whitespace()
             .next()
             .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("-ERR Expected a message number, got {arg:?}"))?;
-        if n == 0 || n > drop.messages.len() {
-            return Err(format!(
-                "-ERR No message {n} (the maildrop has {})",
-                drop.messages.len()
-            ));
+            .ok_or_else(|| BadNumber::NotANumber(arg.to_string()))?;
+        let count = self.messages.len();
+        if n == 0 || n > count {
+            return Err(BadNumber::NoSuch { n, count });
         }
-        if drop.deleted.contains(&(n - 1)) {
-            return Err(format!("-ERR Message {n} is deleted"));
+        if self.deleted.contains(&(n - 1)) {
+            return Err(BadNumber::Deleted(n));
         }
         Ok(n - 1)
     }
 
-    async fn transaction(&mut self, verb: &str, arg: &str) -> bool {
-        let Some(d) = self.drop.as_ref() else {
-            return false;
-        };
-        let (messages, deleted, validity, address) = (
-            d.messages.clone(),
-            d.deleted.clone(),
-            d.uid_validity,
-            d.address.clone(),
-        );
-        let live: Vec<usize> = (0..messages.len())
-            .filter(|i| !deleted.contains(i))
-            .collect();
-        match verb {
-            "CAPA" => {
-                let capa = self.capa();
-                self.send_multi("+OK Capability list follows", capa.as_bytes())
-                    .await
-            }
-            "STAT" => {
-                let size: u64 = live.iter().map(|&i| messages[i].1).sum();
-                self.send(&format!("+OK {} {size}", live.len())).await
-            }
-            "LIST" | "UIDL" => {
-                let item = |i: usize| {
-                    let (uid, size) = messages[i];
-                    if verb == "LIST" {
-                        format!("{} {size}", i + 1)
-                    } else {
-                        format!("{} {validity}.{uid}", i + 1)
-                    }
-                };
-                if arg.is_empty() {
-                    let body: String = live.iter().map(|&i| format!("{}\r\n", item(i))).collect();
-                    let first = format!("+OK {} messages", live.len());
-                    self.send_multi(&first, body.as_bytes()).await
-                } else {
-                    match self.message(arg) {
-                        Ok(i) => {
-                            let line = format!("+OK {}", item(i));
-                            self.send(&line).await
-                        }
-                        Err(e) => self.send(&e).await,
-                    }
-                }
-            }
-            "RETR" | "TOP" => {
-                let i = match self.message(arg) {
-                    Ok(i) => i,
-                    Err(e) => return self.send(&e).await,
-                };
-                let lines = if verb == "TOP" {
-                    match arg
-                        .split_whitespace()
-                        .nth(1)
-                        .and_then(|n| n.parse::<usize>().ok())
-                    {
-                        Some(n) => Some(n),
-                        None => {
-                            return self
-                                .send("-ERR TOP needs a message number and a line count")
-                                .await;
-                        }
-                    }
-                } else {
-                    None
-                };
-                let (uid, size) = messages[i];
-                match self.ctx.store.read(&address, INBOX, uid) {
-                    Ok(Some(bytes)) => {
-                        let body = match lines {
-                            Some(n) => top(&bytes, n),
-                            None => bytes,
-                        };
-                        self.send_multi(&format!("+OK {size} octets"), &body).await
-                    }
-                    Ok(None) => {
-                        self.send("-ERR This message was removed by another client")
-                            .await
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pop3 read");
-                        self.send("-ERR [SYS/TEMP] Cannot read the message").await
-                    }
-                }
-            }
-            "DELE" => match self.message(arg) {
-                Ok(i) => {
-                    if let Some(d) = self.drop.as_mut() {
-                        d.deleted.insert(i);
-                    }
-                    self.send(&format!(
-                        "+OK Message {} marked for deletion at QUIT",
-                        i + 1
-                    ))
-                    .await
-                }
-                Err(e) => self.send(&e).await,
-            },
-            "RSET" => {
-                if let Some(d) = self.drop.as_mut() {
-                    d.deleted.clear();
-                }
-                let n = self.drop.as_ref().map_or(0, |d| d.messages.len());
-                self.send(&format!("+OK Deletion marks removed; {n} messages"))
-                    .await
-            }
-            "NOOP" => self.send("+OK").await,
-            "QUIT" => {
-                // RFC 1939 §6: the UPDATE state removes the marked messages.
-                let uids: Vec<u32> = deleted.iter().map(|&i| messages[i].0).collect();
-                let reply = match self.ctx.store.expunge(&address, INBOX, &uids) {
-                    Ok(removed) => format!("+OK Bye; {} messages removed", removed.len()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "pop3 update");
-                        "-ERR [SYS/TEMP] Some messages could not be removed".to_string()
-                    }
-                };
-                // Release the maildrop lock before the reply: a client that
-                // reconnects as soon as it reads it must not find it held.
-                self.drop = None;
-                self.send(&reply).await;
-                false
-            }
-            "USER" | "PASS" | "STLS" => self.send("-ERR Already logged in").await,
-            _ => {
-                self.send(&format!("-ERR Unknown command {verb:?} (try CAPA)"))
-                    .await
-            }
+    /// STAT (RFC 1939 §5): how many messages are not deleted, and their size.
+    fn stat(&self) -> String {
+        let size: u64 = self.live().map(|i| self.messages[i].1).sum();
+        format!("+OK {} {size}", self.live().count())
+    }
+
+    /// The LIST (size) or UIDL (unique id, RFC 1939 §7) line of message index `i`.
+    fn scan_line(&self, i: usize, uidl: bool) -> String {
+        let (uid, size) = self.messages[i];
+        if uidl {
+            format!("{} {}.{uid}", i + 1, self.uid_validity)
+        } else {
+            format!("{} {size}", i + 1)
         }
     }
 }

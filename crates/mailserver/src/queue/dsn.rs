@@ -4,10 +4,23 @@
 //! Sent from the null reverse-path (RFC 5321 §4.5.5), never for a message
 //! that itself had a null sender.
 
-use super::{QueuedMessage, RcptState};
+use super::{QueueError, QueuedMessage, RcptState};
+use crate::message::split_header;
 use crate::server::Context;
-use crate::smtp::headers::{header_end, new_id, rfc5322_now};
-use crate::store::INBOX;
+use crate::smtp::headers::{new_id, rfc5322_now};
+use crate::store::{INBOX, StoreError};
+
+/// Why a DSN could not be sent (the queue entry is kept and retried).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DsnError {
+    /// Delivery into the local sender's Maildir failed.
+    #[error(transparent)]
+    Deliver(#[from] StoreError),
+    /// Queueing it for a remote sender failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
 
 /// Builds the DSN of `record`'s failed recipients (None: nothing failed or
 /// null sender).
@@ -47,8 +60,7 @@ pub fn build(hostname: &str, record: &QueuedMessage, original: &[u8]) -> Option<
             result.replace(['\r', '\n'], " ")
         ));
     }
-    let headers_end = header_end(original).unwrap_or(original.len());
-    let original_headers = String::from_utf8_lossy(&original[..headers_end]);
+    let original_headers = String::from_utf8_lossy(split_header(original).0);
     let text = format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
          To: <{to}>\r\n\
@@ -86,23 +98,20 @@ pub fn build(hostname: &str, record: &QueuedMessage, original: &[u8]) -> Option<
 /// Sends the DSN of `record` to its sender: into the sender's Maildir when
 /// the sender is local, through the queue (null sender) otherwise.
 /// Blocking (fsync). `Ok` when there is nothing to send or it is durable.
-pub fn send_failures(ctx: &Context, record: &QueuedMessage, original: &[u8]) -> Result<(), String> {
+pub fn send_failures(
+    ctx: &Context,
+    record: &QueuedMessage,
+    original: &[u8],
+) -> Result<(), DsnError> {
     let Some(dsn) = build(&ctx.config.hostname, record, original) else {
         return Ok(());
     };
-    let result = if ctx.accounts.exists(&record.mail_from) {
-        ctx.store
-            .deliver(&record.mail_from, INBOX, &dsn)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    if ctx.accounts.exists(&record.mail_from) {
+        ctx.store.deliver(&record.mail_from, INBOX, &dsn)?;
     } else {
-        ctx.queue
-            .enqueue("", std::slice::from_ref(&record.mail_from), &dsn)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
-    if result.is_ok() {
-        tracing::info!(id = %record.id, to = %record.mail_from, "DSN sent");
+        let to = std::slice::from_ref(&record.mail_from);
+        ctx.queue.enqueue("", to, &dsn)?;
     }
-    result
+    tracing::info!(id = %record.id, to = %record.mail_from, "DSN sent");
+    Ok(())
 }

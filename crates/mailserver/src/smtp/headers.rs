@@ -66,30 +66,9 @@ pub fn received(
     h
 }
 
-/// Offset of the end of the header section (after the empty line), if any.
-pub fn header_end(message: &[u8]) -> Option<usize> {
-    if message.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    if message.starts_with(b"\n") {
-        return Some(1);
-    }
-    let crlf = find(message, b"\r\n\r\n").map(|p| p + 4);
-    let lf = find(message, b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
-}
-
 /// True if the header section has a field named `name` (case-insensitive).
 pub fn has_header(message: &[u8], name: &str) -> bool {
-    let end = header_end(message).unwrap_or(message.len());
-    let head = &message[..end];
+    let (head, _) = crate::message::split_header(message);
     head.split(|&b| b == b'\n').any(|line| {
         line.len() > name.len()
             && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
@@ -106,6 +85,7 @@ mod tests {
         let m = b"From: a@b\r\nmessage-id: <x@y>\r\n\r\nDate: body\r\n";
         assert!(has_header(m, "Message-ID"));
         assert!(!has_header(m, "Date"));
-        assert_eq!(header_end(m), Some(32));
+        // "Date:" in the body is no header field; nor in an empty header section.
+        assert!(!has_header(b"\r\nDate: body\r\n", "Date"));
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::headers::{new_id, received};
 use super::reply::{self, Reply};
 use super::session::{Session, Transaction};
-use crate::auth::{DkimVerdict, check_message};
+use crate::auth::{AuthResult, DkimVerdict, check_message};
 use crate::config::Action;
 use crate::filter::{FilterError, FilterInput, Refusal, StageResult, run_stage};
 use crate::server::Context;
@@ -35,11 +35,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         else {
             return reply::BAD_MESSAGE;
         };
+        let auth = [spf.result(), results.dkim_result, results.dmarc_result];
         self.transcript.info(&format!(
             "spf={} dkim={} dmarc={}",
-            spf.keyword(),
-            results.dkim_keyword,
-            results.dmarc_keyword
+            auth[0], auth[1], auth[2]
         ));
         // RFC 6376 §6.1 with docs/smtp.md: signatures present and none valid.
         match (results.dkim, policy.dkim_invalid) {
@@ -60,19 +59,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 folder = JUNK.to_string();
             }
         }
-        let keywords = [spf.keyword(), results.dkim_keyword, results.dmarc_keyword];
         if !self.reserve_for_filters(message.len()).await {
             return reply::NO_BUFFER_SPACE;
         }
         let (message, stage) =
-            filter_stage(&ctx, message, false, &tx.mail_from, &tx.local, keywords).await;
+            filter_stage(&ctx, message, false, &tx.mail_from, &tx.local, auth).await;
         let stage = match stage {
-            Ok(Ok(stage)) => stage,
-            Ok(Err(refusal)) => return Reply::new(refusal.code, refusal.status, refusal.text),
-            Err(e) => {
-                tracing::warn!(error = %e, "filter failed");
-                return reply::FILTER_ERROR;
-            }
+            Ok(stage) => stage,
+            Err(reply) => return reply,
         };
         if let Some(f) = stage.folder {
             folder = f;
@@ -106,28 +100,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 }
 
-/// What the filter stage decided.
-pub(super) type StageOutcome = Result<Result<StageResult, Refusal>, FilterError>;
-
 /// Runs the filter stage on a blocking thread and gives the message back:
 /// the filters are CPU work (MIME walk, pattern scans, scoring) that would
 /// otherwise hold one of the runtime's worker threads and stall the I/O of
-/// every other session scheduled on it. `keywords` are the SPF, DKIM and
-/// DMARC result keywords.
+/// every other session scheduled on it. `auth` are the SPF, DKIM and DMARC
+/// results. `Err` is the reply that ends the transaction (see [`stage_reply`]).
 pub(super) async fn filter_stage(
     ctx: &Arc<Context>,
     message: Vec<u8>,
     authenticated: bool,
     mail_from: &str,
     rcpt_to: &[String],
-    keywords: [&'static str; 3],
-) -> (Vec<u8>, StageOutcome) {
+    auth: [AuthResult; 3],
+) -> (Vec<u8>, Result<StageResult, Reply>) {
     if ctx.filters.is_empty() {
-        return (message, Ok(Ok(StageResult::default())));
+        return (message, Ok(StageResult::default()));
     }
     let (ctx, mail_from, rcpt_to) = (ctx.clone(), mail_from.to_string(), rcpt_to.to_vec());
     let joined = tokio::task::spawn_blocking(move || {
-        let [spf, dkim, dmarc] = keywords;
+        let [spf, dkim, dmarc] = auth;
         let input = FilterInput {
             message: &message,
             authenticated,
@@ -141,13 +132,30 @@ pub(super) async fn filter_stage(
         (message, stage)
     })
     .await;
-    joined.unwrap_or_else(|e| {
+    let (message, outcome) = joined.unwrap_or_else(|e| {
         let failure = FilterError {
             filter: "filter stage",
-            message: format!("the filter task failed: {e}"),
+            source: format!("the filter task failed: {e}").into(),
         };
         (Vec::new(), Err(failure))
-    })
+    });
+    (message, stage_reply(outcome))
+}
+
+/// The filter stage's outcome as the transaction takes it: the headers and
+/// folder, or the reply that ends the transaction, a filter's refusal or
+/// `451 4.7.0` when a filter failed (never silent acceptance).
+fn stage_reply(
+    outcome: Result<Result<StageResult, Refusal>, FilterError>,
+) -> Result<StageResult, Reply> {
+    match outcome {
+        Ok(Ok(stage)) => Ok(stage),
+        Ok(Err(refusal)) => Err(Reply::new(refusal.code, refusal.status, refusal.text)),
+        Err(e) => {
+            tracing::warn!(error = %e, "filter failed");
+            Err(reply::FILTER_ERROR)
+        }
+    }
 }
 
 /// Delivers `message` into `folder` of every local recipient, on a

@@ -72,7 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await;
             self.transcript.info(&format!(
                 "SPF {} for {} from {}",
-                spf.keyword(),
+                spf.result(),
                 if sender.is_empty() { &helo } else { &sender },
                 self.params.peer.ip()
             ));

@@ -24,51 +24,39 @@ mod submission;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::admission::Life;
-use crate::server::{Accepted, Context, Service};
-use crate::transcript::Transcript;
-use session::{Next, Session, TlsActive};
+use crate::server::{Accepted, Context, Stream};
+use session::{Next, Session};
 
 /// The registered handler of the SMTP services (see `server::handler`).
 pub fn handle(ctx: Arc<Context>, a: Accepted) -> crate::server::Session {
-    Box::pin(serve(
-        ctx,
-        a.stream,
-        a.peer,
-        a.service,
-        a.tls,
-        a.transcript,
-        a.life,
-    ))
+    Box::pin(serve(ctx, a))
 }
 
 /// Serves one admitted connection on any stream (TCP or TLS in
-/// production, duplex in tests); `tls` is `Some` on the implicit-TLS port
+/// production, duplex in tests); `a.tls` is `Some` on the implicit-TLS port
 /// 465 (RFC 8314 §3.3: TLS from the first byte, then the greeting).
-pub async fn serve<S>(
-    ctx: Arc<Context>,
-    stream: S,
-    peer: SocketAddr,
-    service: Service,
-    tls: Option<TlsActive>,
-    transcript: Transcript,
-    life: Life,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    if tls.is_some() {
-        let mut session = Session::new(ctx, stream, peer, service, tls, transcript).with_life(life);
+pub async fn serve<S: Stream>(ctx: Arc<Context>, a: Accepted<S>) {
+    let (peer, service, transcript, life) = (a.peer, a.service, a.transcript, a.life);
+    if a.tls.is_some() {
+        let mut session =
+            Session::new(ctx, a.stream, peer, service, a.tls, transcript).with_life(life);
         session.run(true).await;
         close(session.into_stream()).await;
         return;
     }
-    let mut session = Session::new(ctx.clone(), stream, peer, service, None, transcript.clone())
-        .with_life(life.clone());
+    let mut session = Session::new(
+        ctx.clone(),
+        a.stream,
+        peer,
+        service,
+        None,
+        transcript.clone(),
+    )
+    .with_life(life.clone());
     if session.run(true).await != Next::StartTls {
         close(session.into_stream()).await;
         return;

@@ -10,7 +10,7 @@ use base64::Engine;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
 
 use crate::config::Config;
-use crate::server::{Context, Service};
+use crate::server::{Accepted, Context, Service};
 
 const PASSWORD: &str = "correct horse";
 
@@ -114,15 +114,9 @@ async fn session(ctx: &Arc<Context>, service: Service) -> Client<DuplexStream> {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let transcript = ctx.transcripts.session("smtp", peer);
-    tokio::spawn(super::serve(
-        ctx.clone(),
-        server,
-        peer,
-        service,
-        None,
-        transcript,
-        crate::admission::Life::detached(),
-    ));
+    let life = crate::admission::Life::detached();
+    let accepted = Accepted::plain(server, peer, service, transcript, life);
+    tokio::spawn(super::serve(ctx.clone(), accepted));
     let mut c = Client {
         io: BufReader::new(client),
     };
@@ -321,15 +315,9 @@ async fn admitted(
     let (client, server) = tokio::io::duplex(64 * 1024);
     let peer = SocketAddr::new(peer_ip(), 40000 + port);
     let transcript = ctx.transcripts.session("smtp", peer);
-    tokio::spawn(super::serve(
-        ctx.clone(),
-        server,
-        peer,
-        Service::Smtp,
-        None,
-        transcript,
-        slot.life().clone(),
-    ));
+    let life = slot.life().clone();
+    let accepted = Accepted::plain(server, peer, Service::Smtp, transcript, life);
+    tokio::spawn(super::serve(ctx.clone(), accepted));
     let mut c = Client {
         io: BufReader::new(client),
     };

@@ -238,6 +238,21 @@ fn new_validity(dir: &Path) -> Result<u32, StoreError> {
     Ok(validity)
 }
 
+/// The message files of a Maildir subfolder (`new/`, `cur/`), each as its
+/// unique name (before the `:` of the info) and its whole name. Names that
+/// start with a dot are no messages (temporary files of other programs).
+fn message_files(dir: &Path) -> Result<impl Iterator<Item = (String, String)>, StoreError> {
+    let entries = fs::read_dir(dir).map_err(io("read", dir))?;
+    Ok(entries.filter_map(|entry| {
+        let name = entry.ok()?.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            return None;
+        }
+        let base = name.split(':').next().unwrap_or(&name).to_string();
+        Some((base, name))
+    }))
+}
+
 fn mtime(p: &Path) -> Option<SystemTime> {
     fs::metadata(p).and_then(|m| m.modified()).ok()
 }
@@ -450,15 +465,9 @@ impl FolderIndex {
         }
         super::Store::ensure_maildir(&self.dir)?;
         // Maildir: a reader moves new/ into cur/ and appends the info.
-        for entry in fs::read_dir(&new_dir).map_err(io("read", &new_dir))? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let base = name.split(':').next().unwrap_or(&name).to_string();
+        for (base, name) in message_files(&new_dir)? {
             let target = cur_dir.join(format!("{base}:2,"));
-            match fs::rename(entry.path(), &target) {
+            match fs::rename(new_dir.join(name), &target) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("rename", &target)(e)),
@@ -466,16 +475,7 @@ impl FolderIndex {
         }
         self.new_mtime = mtime(&new_dir);
         self.cur_mtime = mtime(&cur_dir);
-        let mut found: HashMap<String, String> = HashMap::new();
-        for entry in fs::read_dir(&cur_dir).map_err(io("read", &cur_dir))? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let base = name.split(':').next().unwrap_or(&name).to_string();
-            found.insert(base, name);
-        }
+        let mut found: HashMap<String, String> = message_files(&cur_dir)?.collect();
         let mut changed = false;
         let mut messages = Vec::with_capacity(found.len());
         for m in self.messages.iter() {
@@ -516,16 +516,7 @@ impl FolderIndex {
         fresh.sort_by_cached_key(|(date, base, _, _)| arrival_key(*date, base));
         for (date, base, file, size) in fresh {
             changed = true;
-            let uid = self.uid_next;
-            self.uid_next += 1;
-            messages.push(MessageMeta {
-                uid,
-                flags: Flags::from_file_name(&file),
-                size,
-                internal_date: date,
-                base,
-                file,
-            });
+            messages.push(self.next_message(base, file, size, date));
         }
         let flags_changed = messages.len() != self.messages.len()
             || messages
@@ -638,17 +629,25 @@ impl FolderIndex {
         size: u64,
         date: i64,
     ) -> Result<u32, StoreError> {
+        let meta = self.next_message(base, file, size, date);
+        let uid = meta.uid;
+        Arc::make_mut(&mut self.messages).push(meta);
+        Ok(uid)
+    }
+
+    /// The index entry of a message new to the index, with the next UID
+    /// (RFC 3501 §2.3.1.1: strictly ascending in the folder).
+    fn next_message(&mut self, base: String, file: String, size: u64, date: i64) -> MessageMeta {
         let uid = self.uid_next;
         self.uid_next += 1;
-        Arc::make_mut(&mut self.messages).push(MessageMeta {
+        MessageMeta {
             uid,
             flags: Flags::from_file_name(&file),
             size,
             internal_date: date,
             base,
             file,
-        });
-        Ok(uid)
+        }
     }
 
     /// The full path of a message file.

@@ -30,7 +30,7 @@ use std::sync::{Arc, OnceLock};
 use super::{Filter, FilterError, FilterInput, Refusal, Verdict};
 use analyze::Analysis;
 use bayes::{Classifier, ModelError};
-use rules::{Context, Rule, RuleSet};
+use rules::{Context, Rule, RuleSet, RulesError};
 
 /// The filter's name in logs and errors.
 pub const NAME: &str = "spam";
@@ -38,6 +38,18 @@ pub const NAME: &str = "spam";
 pub const JUNK: &str = "Junk";
 /// Shown in `X-Spam-Status` (SpamAssassin shows its version there).
 const VERSION: &str = concat!("maillab-", env!("CARGO_PKG_VERSION"));
+
+/// Why the spam filter could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The rules (shipped or the lab's) could not be loaded.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// The classifier's model could not be opened.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
 
 /// The outcome of scoring one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,10 +81,9 @@ impl SpamFilter {
         data_dir: Option<&Path>,
         tag_threshold: f64,
         reject_threshold: f64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let rules = RuleSet::load(rules_file)?;
-        let classifier =
-            Classifier::open(data_dir.map(bayes::model_path)).map_err(|e| e.to_string())?;
+        let classifier = Classifier::open(data_dir.map(bayes::model_path))?;
         Ok(Self {
             rules,
             classifier: Arc::new(classifier),
@@ -184,7 +195,7 @@ impl Filter for SpamFilter {
     fn check(&self, input: &FilterInput<'_>) -> Result<Verdict, FilterError> {
         let score = self.score(input).map_err(|e| FilterError {
             filter: NAME,
-            message: e.to_string(),
+            source: Box::new(e),
         })?;
         let mut verdict = self.verdict(&score);
         if input.authenticated

@@ -5,16 +5,57 @@
 //! name replaces the shipped one (`score: 0` turns it off), new names are
 //! added; `replace: true` at the top drops the shipped rules altogether.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde::Deserialize;
 
 use super::analyze::Analysis;
+use crate::auth::AuthResult;
 
 /// The shipped rules.
 pub const SHIPPED_RULES: &str = include_str!("../../../rules/spam-rules.yaml");
+
+/// Why the rules could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RulesError {
+    /// The rules shipped in the binary do not parse (a build error).
+    #[error("shipped spam rules: {0}")]
+    Shipped(#[source] serde_yaml::Error),
+    /// The lab's rules file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The rules file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The lab's rules file does not parse.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The rules file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        source: serde_yaml::Error,
+    },
+    /// A rule's regular expression does not compile.
+    #[error("{origin}: rule {rule}: bad pattern {pattern:?}: {source}")]
+    Pattern {
+        /// Which rules: the shipped ones, or a lab file merged over them.
+        origin: String,
+        /// The rule's name.
+        rule: String,
+        /// The pattern.
+        pattern: String,
+        /// What the regex crate said.
+        source: regex::Error,
+    },
+    /// The phrases of the phrase rules could not be built into one automaton.
+    #[error("phrase rules: {0}")]
+    Phrases(#[source] aho_corasick::BuildError),
+}
 
 /// A rules file.
 #[derive(Debug, Deserialize)]
@@ -60,11 +101,11 @@ enum TestDef {
     /// The classifier's probability in `[min, max)`.
     Bayes { min: f64, max: f64 },
     /// SPF result is one of these (RFC 8601 §2.7.2 keywords).
-    Spf(Vec<String>),
+    Spf(Vec<AuthResult>),
     /// DKIM result is one of these.
-    Dkim(Vec<String>),
+    Dkim(Vec<AuthResult>),
     /// DMARC result is one of these.
-    Dmarc(Vec<String>),
+    Dmarc(Vec<AuthResult>),
 }
 
 fn one() -> usize {
@@ -103,9 +144,9 @@ enum Test {
     Phrases(usize, Vec<usize>),
     UrlsAtLeast(usize),
     Bayes(f64, f64),
-    Spf(Vec<String>),
-    Dkim(Vec<String>),
-    Dmarc(Vec<String>),
+    Spf(Vec<AuthResult>),
+    Dkim(Vec<AuthResult>),
+    Dmarc(Vec<AuthResult>),
 }
 
 /// A compiled rule.
@@ -127,12 +168,12 @@ pub struct Context<'a> {
     pub raw: &'a [u8],
     /// Classifier probability, if the model is trained enough.
     pub bayes: Option<f64>,
-    /// SPF result keyword.
-    pub spf: &'a str,
-    /// DKIM result keyword.
-    pub dkim: &'a str,
-    /// DMARC result keyword.
-    pub dmarc: &'a str,
+    /// SPF result.
+    pub spf: AuthResult,
+    /// DKIM result.
+    pub dkim: AuthResult,
+    /// DMARC result.
+    pub dmarc: AuthResult,
 }
 
 /// The rule set.
@@ -170,7 +211,7 @@ impl Phrases {
         }
     }
 
-    fn build(&mut self) -> Result<(), String> {
+    fn build(&mut self) -> Result<(), RulesError> {
         // An empty phrase occurs in every text; it never enters the automaton.
         self.ids = (0..self.list.len())
             .filter(|&i| !self.list[i].is_empty())
@@ -179,7 +220,7 @@ impl Phrases {
             None
         } else {
             let patterns = self.ids.iter().map(|&i| self.list[i].as_str());
-            Some(AhoCorasick::new(patterns).map_err(|e| format!("phrase rules: {e}"))?)
+            Some(AhoCorasick::new(patterns).map_err(RulesError::Phrases)?)
         };
         Ok(())
     }
@@ -206,15 +247,20 @@ impl Phrases {
 
 impl RuleSet {
     /// The shipped rules merged with `override_file` (if given and present).
-    pub fn load(override_file: Option<&Path>) -> Result<Self, String> {
+    pub fn load(override_file: Option<&Path>) -> Result<Self, RulesError> {
         let shipped: RulesFile =
-            serde_yaml::from_str(SHIPPED_RULES).map_err(|e| format!("shipped spam rules: {e}"))?;
+            serde_yaml::from_str(SHIPPED_RULES).map_err(RulesError::Shipped)?;
         let mut defs = shipped.rules;
         if let Some(path) = override_file.filter(|p| p.exists()) {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
             let lab: RulesFile =
-                serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                serde_yaml::from_str(&text).map_err(|source| RulesError::Parse {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             if lab.replace {
                 defs.clear();
             }
@@ -231,7 +277,7 @@ impl RuleSet {
         let mut phrases = Phrases::default();
         let rules = defs
             .into_iter()
-            .map(|d| compile(d, &mut phrases).map_err(|e| format!("{origin}: {e}")))
+            .map(|d| compile(d, &origin, &mut phrases))
             .collect::<Result<_, _>>()?;
         phrases.build()?;
         Ok(Self { rules, phrases })
@@ -255,9 +301,15 @@ impl RuleSet {
     }
 }
 
-fn compile(def: RuleDef, phrases: &mut Phrases) -> Result<Rule, String> {
-    let regex =
-        |p: &str| Regex::new(p).map_err(|e| format!("rule {}: bad pattern {p:?}: {e}", def.name));
+fn compile(def: RuleDef, origin: &str, phrases: &mut Phrases) -> Result<Rule, RulesError> {
+    let regex = |p: &str| {
+        Regex::new(p).map_err(|source| RulesError::Pattern {
+            origin: origin.to_string(),
+            rule: def.name.clone(),
+            pattern: p.to_string(),
+            source,
+        })
+    };
     let test = match &def.test {
         TestDef::Builtin(b) => Test::Builtin(*b),
         TestDef::Header { name, pattern } => Test::Header(name.clone(), regex(pattern)?),
@@ -289,10 +341,6 @@ fn compile(def: RuleDef, phrases: &mut Phrases) -> Result<Rule, String> {
     })
 }
 
-fn result_in(result: &str, list: &[String]) -> bool {
-    !result.is_empty() && list.iter().any(|r| r.eq_ignore_ascii_case(result))
-}
-
 impl Rule {
     /// `phrases_found[i]`: phrase `i` of the rule set occurs in the message.
     fn fires(&self, a: &Analysis, ctx: &Context<'_>, phrases_found: &[bool]) -> bool {
@@ -309,9 +357,9 @@ impl Rule {
             Test::Phrases(min, list) => list.iter().filter(|&&i| phrases_found[i]).count() >= *min,
             Test::UrlsAtLeast(n) => a.urls.len() >= *n,
             Test::Bayes(min, max) => ctx.bayes.is_some_and(|p| p >= *min && p < *max),
-            Test::Spf(list) => result_in(ctx.spf, list),
-            Test::Dkim(list) => result_in(ctx.dkim, list),
-            Test::Dmarc(list) => result_in(ctx.dmarc, list),
+            Test::Spf(list) => list.contains(&ctx.spf),
+            Test::Dkim(list) => list.contains(&ctx.dkim),
+            Test::Dmarc(list) => list.contains(&ctx.dmarc),
         }
     }
 }

@@ -18,12 +18,14 @@ fn msg(subject: &str, extra: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The rules that fire with these SPF, DKIM and DMARC result keywords.
 fn fired_with(f: &SpamFilter, message: &[u8], spf: &str, dkim: &str, dmarc: &str) -> Vec<String> {
+    let result = |keyword: &str| keyword.parse().expect("an RFC 8601 keyword");
     let input = FilterInput {
         message,
-        spf,
-        dkim,
-        dmarc,
+        spf: result(spf),
+        dkim: result(dkim),
+        dmarc: result(dmarc),
         ..Default::default()
     };
     f.score(&input)
@@ -35,7 +37,7 @@ fn fired_with(f: &SpamFilter, message: &[u8], spf: &str, dkim: &str, dmarc: &str
 }
 
 fn fired(message: &[u8]) -> Vec<String> {
-    fired_with(&filter(), message, "", "", "")
+    fired_with(&filter(), message, "none", "none", "none")
 }
 
 fn assert_fires(message: &[u8], rule: &str) {
@@ -294,19 +296,45 @@ fn lab_rules_override_merge_and_replace() {
     )
     .unwrap();
     let f = SpamFilter::new(Some(&file), None, 5.0, 10.0).unwrap();
-    let got = fired_with(&f, &msg("test", "", "MAILLAB-SPAM here"), "", "", "");
+    let got = fired_with(
+        &f,
+        &msg("test", "", "MAILLAB-SPAM here"),
+        "none",
+        "none",
+        "none",
+    );
     assert!(got.contains(&"COURSE_WORD".to_string()), "{got:?}");
     assert!(!got.contains(&"SUBJECT_TEST".to_string()), "{got:?}");
     std::fs::write(&file, "replace: true\nrules: []\n").unwrap();
     let f = SpamFilter::new(Some(&file), None, 5.0, 10.0).unwrap();
-    assert!(fired_with(&f, &msg("TEST", "", GTUBE), "", "", "").is_empty());
+    assert!(fired_with(&f, &msg("TEST", "", GTUBE), "none", "none", "none").is_empty());
     std::fs::write(
         &file,
         "rules:\n  - name: BAD\n    score: 1\n    description: x\n    test: {body: '('}\n",
     )
     .unwrap();
     let err = SpamFilter::new(Some(&file), None, 5.0, 10.0).unwrap_err();
-    assert!(err.contains("BAD") && err.contains("rules.yaml"), "{err}");
+    assert!(
+        matches!(&err, SetupError::Rules(RulesError::Pattern { rule, .. }) if rule == "BAD"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("BAD") && text.contains("rules.yaml"),
+        "{text}"
+    );
+    // A result keyword RFC 8601 does not know is refused, naming it.
+    std::fs::write(
+        &file,
+        "rules:\n  - name: ODD\n    score: 1\n    description: x\n    test: {spf: [failed]}\n",
+    )
+    .unwrap();
+    let err = SpamFilter::new(Some(&file), None, 5.0, 10.0).unwrap_err();
+    assert!(
+        matches!(&err, SetupError::Rules(RulesError::Parse { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("\"failed\""), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
