@@ -149,6 +149,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR", env = "LABCTL_LAB")]
         dir: Option<PathBuf>,
     },
+    /// Record the lab's traffic into a pcapng file that Wireshark decrypts (TLS secrets inside).
+    #[command(
+        after_help = "Examples:\n  labctl capture --replay -o story.pcapng\n  labctl capture --duration 30 --node mail.metal.com\n  labctl capture              (until Ctrl-C)\n\nThe file holds the TLS secrets of every recorded session: it is for the lab only (docs/capture.md)."
+    )]
+    Capture(CaptureArgs),
     /// Query the lab DNS.
     #[command(
         after_help = "Examples:\n  labctl dns metal.com MX\n  labctl dns lab._domainkey.metal.com TXT\n  labctl dns 10.77.7.11 PTR"
@@ -169,6 +174,10 @@ pub enum Command {
     /// Run a mail server (the mail containers' entrypoint).
     #[command(hide = true)]
     ServeMail(ServeMailArgs),
+    /// Capture the packets of this node's network namespace to stdout (the
+    /// capture containers' command), or switch a mail server's TLS key log.
+    #[command(hide = true)]
+    CaptureNode(CaptureNodeArgs),
     /// Send one unauthenticated SMTP transaction and print the replies as
     /// JSON (what `verify` runs inside a mail container to send from the
     /// server's own address).
@@ -249,6 +258,40 @@ pub struct SendArgs {
     /// The lab directory (default: the only ./lab-NN, or ./lab-NN of --variant).
     #[arg(long, value_name = "DIR", env = "LABCTL_LAB")]
     pub dir: Option<PathBuf>,
+}
+
+/// Options of `capture`.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// The lab.
+    #[arg(long)]
+    pub variant: Option<u32>,
+    /// The lab directory (default: the only ./lab-NN, or ./lab-NN of --variant).
+    #[arg(long, value_name = "DIR", env = "LABCTL_LAB")]
+    pub dir: Option<PathBuf>,
+    /// The pcapng file to write (default: capture-labNN.pcapng).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Stop after S seconds (default: at Ctrl-C, or when --replay is done).
+    #[arg(long, value_name = "S")]
+    pub duration: Option<u64>,
+    /// The nodes to record: dns, mail.<domain>, or all (may be given more than once).
+    #[arg(long, value_name = "NODE", default_value = "all")]
+    pub node: Vec<String>,
+    /// Send a message each way (587 and 465), relay it, and read it over IMAPS and POP3S while recording, then stop.
+    #[arg(long, conflicts_with = "duration")]
+    pub replay: bool,
+}
+
+/// Options of the internal `capture-node`.
+#[derive(Debug, Args)]
+pub struct CaptureNodeArgs {
+    /// Create this (empty) TLS key log: the server logs its secrets into it.
+    #[arg(long, value_name = "FILE", conflicts_with = "key_log_off")]
+    pub key_log_on: Option<PathBuf>,
+    /// Remove this TLS key log: the server logs no secret any more.
+    #[arg(long, value_name = "FILE")]
+    pub key_log_off: Option<PathBuf>,
 }
 
 /// Options of `dns`.

@@ -2,6 +2,7 @@
 //! drives the real `labctl` binary and its servers with independent clients.
 
 mod architecture;
+mod capture;
 mod ci_workflow;
 mod common;
 mod dns;

@@ -58,6 +58,15 @@ impl Tls {
         })
     }
 
+    /// The same trust, logging the sessions' secrets to `key_log`
+    /// (`labctl capture`, docs/capture.md).
+    pub fn with_key_log(self, key_log: Arc<dyn rustls::KeyLog>) -> Self {
+        let config = mailserver::tls::client_with_key_log(self.connector.config().clone(), key_log);
+        Self {
+            connector: TlsConnector::from(config),
+        }
+    }
+
     /// The handshake on `tcp` for `server_name`.
     pub async fn connect(
         &self,

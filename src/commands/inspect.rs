@@ -8,7 +8,6 @@ use anyhow::Context;
 use crate::analysis::headers;
 use crate::client::conn::connect;
 use crate::client::imap::Imap;
-use crate::client::tls::Tls;
 use crate::exit;
 use crate::lab::Lab;
 
@@ -35,7 +34,7 @@ pub async fn run(o: &Options<'_>) -> anyhow::Result<ExitCode> {
     let (server, mailbox) = lab
         .mailbox(o.address)
         .map_err(|e| exit::usage(e.to_string()))?;
-    let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
+    let tls = crate::capture::keylog::client_tls(&lab).map_err(|e| exit::usage(e.to_string()))?;
     let (uid, raw) = async {
         let mut imap = connect::<Imap>(
             server.addr(server.ports.imaps),

@@ -1,5 +1,7 @@
 //! One module per command; `run` dispatches.
 
+pub mod capture;
+pub mod capture_node;
 pub mod dns;
 pub mod doctor;
 pub mod down;
@@ -87,6 +89,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Dns(args) => dns::run(&args).await,
+        Command::Capture(args) => capture::run(&catalog()?, &args).await,
+        Command::CaptureNode(args) => capture_node::run(&args).await,
         Command::Spam(cmd) => spam::run(&cmd).await,
         Command::Doctor => doctor::run(&catalog()?).await,
         Command::Image => image::run().await,

@@ -10,7 +10,6 @@ use mail_builder::MessageBuilder;
 
 use crate::cli::SendArgs;
 use crate::client::smtp::Smtp;
-use crate::client::tls::Tls;
 use crate::exit;
 use crate::lab::Lab;
 
@@ -72,7 +71,7 @@ pub async fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         files.push((name, data));
     }
     let (message, id) = build(args, files)?;
-    let tls = Tls::from_ca_file(&lab.ca_cert).map_err(|e| exit::usage(e.to_string()))?;
+    let tls = crate::capture::keylog::client_tls(&lab).map_err(|e| exit::usage(e.to_string()))?;
     let accepted = async {
         let port = if args.implicit_tls {
             server.ports.submissions

@@ -31,6 +31,8 @@ pub const ROLE_MAIL: &str = "mail";
 pub const ROLE_NETWORK: &str = "network";
 /// Role of a data volume.
 pub const ROLE_VOLUME: &str = "volume";
+/// Role of a short-lived capture container (`labctl capture`).
+pub const ROLE_CAPTURE: &str = "capture";
 
 /// What a label set is for.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,8 @@ pub enum Object<'a> {
     Mail(&'a str),
     /// The data volume of a domain.
     Volume(&'a str),
+    /// A capture container (`labctl capture`).
+    Capture,
 }
 
 /// The two-digit lab number used in [`LAB`].
@@ -63,6 +67,7 @@ pub fn labels(
         Object::Dns => (ROLE_DNS, None),
         Object::Mail(d) => (ROLE_MAIL, Some(d)),
         Object::Volume(d) => (ROLE_VOLUME, Some(d)),
+        Object::Capture => (ROLE_CAPTURE, None),
     };
     let mut l = HashMap::from([
         (LAB.to_string(), lab_value(variant)),

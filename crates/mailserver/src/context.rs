@@ -61,8 +61,18 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// Builds the context of `config`: loads TLS material, prepares the data folder.
     pub fn new(config: Config) -> Result<Self, Error> {
+        // `labctl capture` (docs/capture.md): secrets only while a capture
+        // runs; a killed capture's key log is removed here.
+        let key_log = crate::tls::CaptureKeyLog::in_data_dir(&config.data_dir);
+        key_log.remove().map_err(|source| Error::Io {
+            context: format!("cannot remove {}", key_log.path().display()),
+            source,
+        })?;
+        let key_log: Arc<dyn rustls::KeyLog> = Arc::new(key_log);
         let tls = crate::tls::server_config(&config.tls.cert, &config.tls.key)?;
-        let client = crate::tls::client_config(&config.tls.ca)?;
+        let tls = crate::tls::server_with_key_log(tls, key_log.clone());
+        let client =
+            crate::tls::client_with_key_log(crate::tls::client_config(&config.tls.ca)?, key_log);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
             context: format!(
                 "cannot create the data folder {}",

@@ -91,3 +91,124 @@ impl TlsActive {
         Self { version, cipher }
     }
 }
+
+/// The TLS secrets of the server's sessions in the NSS key log format, for
+/// `labctl capture` (docs/capture.md): written only while the file exists.
+///
+/// A capture creates `<data_dir>/capture/keys.log` and removes it when it
+/// ends; each secret is appended to it if, and only if, it exists then (one
+/// failed `open` per secret otherwise), so by default nothing is written.
+/// The server removes a leftover file (of a capture that was killed) when
+/// it starts. Lab-only: the secrets decrypt every recorded session.
+#[derive(Debug, Clone)]
+pub struct CaptureKeyLog {
+    path: std::path::PathBuf,
+}
+
+impl CaptureKeyLog {
+    /// The folder under the data folder that holds the key log.
+    pub const DIR: &'static str = "capture";
+    /// The key log's file name in [`Self::DIR`].
+    pub const FILE: &'static str = "keys.log";
+
+    /// The key log of the server whose data folder is `data_dir`.
+    pub fn in_data_dir(data_dir: &Path) -> Self {
+        Self::at(data_dir.join(Self::DIR).join(Self::FILE))
+    }
+
+    /// A key log at `path` (labctl's own clients use one in the lab directory).
+    pub fn at(path: std::path::PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Where it writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file (a capture's end, or a leftover); absent is fine.
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl rustls::KeyLog for CaptureKeyLog {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        use std::io::Write;
+        // Never created here: no file, no capture, nothing written.
+        if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&self.path) {
+            // One write per line, so concurrent handshakes do not interleave (O_APPEND).
+            let _ = file.write_all(nss_key_log_line(label, client_random, secret).as_bytes());
+        }
+    }
+}
+
+/// One line of the NSS key log format: `LABEL <client random hex> <secret hex>`
+/// (the format of Firefox's SSLKEYLOGFILE that Wireshark reads; rustls
+/// names TLS 1.2 master secrets `CLIENT_RANDOM`).
+pub fn nss_key_log_line(label: &str, client_random: &[u8], secret: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut line =
+        String::with_capacity(label.len() + 2 * (client_random.len() + secret.len()) + 3);
+    line.push_str(label);
+    line.push(' ');
+    for b in client_random {
+        let _ = write!(line, "{b:02x}");
+    }
+    line.push(' ');
+    for b in secret {
+        let _ = write!(line, "{b:02x}");
+    }
+    line.push('\n');
+    line
+}
+
+/// `config` with `key_log` as its key log.
+pub fn server_with_key_log(
+    config: Arc<rustls::ServerConfig>,
+    key_log: Arc<dyn rustls::KeyLog>,
+) -> Arc<rustls::ServerConfig> {
+    let mut config = Arc::unwrap_or_clone(config);
+    config.key_log = key_log;
+    Arc::new(config)
+}
+
+/// `config` with `key_log` as its key log.
+pub fn client_with_key_log(
+    config: Arc<rustls::ClientConfig>,
+    key_log: Arc<dyn rustls::KeyLog>,
+) -> Arc<rustls::ClientConfig> {
+    let mut config = Arc::unwrap_or_clone(config);
+    config.key_log = key_log;
+    Arc::new(config)
+}
+
+#[cfg(test)]
+mod key_log_tests {
+    use super::*;
+    use rustls::KeyLog;
+
+    #[test]
+    fn writes_only_while_the_file_exists() {
+        let dir = std::env::temp_dir().join(format!("keylog-test-{}", std::process::id()));
+        let log = CaptureKeyLog::in_data_dir(&dir);
+        log.log("CLIENT_RANDOM", &[1, 2], &[0xab]);
+        assert!(!log.path().exists(), "no capture: nothing may be created");
+        std::fs::create_dir_all(log.path().parent().unwrap()).unwrap();
+        std::fs::write(log.path(), b"").unwrap();
+        log.log("CLIENT_RANDOM", &[1, 2], &[0xab]);
+        log.log("SERVER_TRAFFIC_SECRET_0", &[0xff], &[0, 0x10]);
+        assert_eq!(
+            std::fs::read_to_string(log.path()).unwrap(),
+            "CLIENT_RANDOM 0102 ab\nSERVER_TRAFFIC_SECRET_0 ff 0010\n"
+        );
+        log.remove().unwrap();
+        log.remove().unwrap();
+        log.log("CLIENT_RANDOM", &[1, 2], &[0xab]);
+        assert!(!log.path().exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -7,9 +7,12 @@
 //! [`API_TIMEOUT`]; bollard always negotiates the API version, because the
 //! engine may be older than bollard's default (Docker 20.10 speaks 1.41).
 
+mod capture;
 mod image;
 mod network;
 mod up;
+
+pub use capture::{CaptureOutput, capture_container};
 
 pub use image::{BINARY, check_static, elf_problem, reference as image_reference};
 pub use network::Cidr;
@@ -498,6 +501,10 @@ impl Runtime for Docker {
             let Some(v) = labels::variant_of(&l) else {
                 continue;
             };
+            // A capture container is no node of the lab (`labctl capture`).
+            if l.get(labels::ROLE).map(String::as_str) == Some(labels::ROLE_CAPTURE) {
+                continue;
+            }
             let lab = labs.entry(v).or_insert_with(|| RunningLab {
                 variant: v,
                 runtime: RuntimeKind::Docker,

@@ -314,7 +314,7 @@ impl Docker {
         }
     }
 
-    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.api.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
