@@ -737,11 +737,7 @@ fn moving_into_and_out_of_junk_calls_the_training_hook() {
         let t = ctx.transcripts.session("imap", peer);
         tokio::spawn(mailserver::imap::serve(
             ctx,
-            server,
-            peer,
-            None,
-            t,
-            Life::detached(),
+            Accepted::plain(server, peer, Service::Imap, t, Life::detached()),
         ));
         assert!(command(&mut client, "*", "").await.starts_with("* OK"));
         assert!(command(&mut client, "a", "STARTTLS").await.contains("a OK"));

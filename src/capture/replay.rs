@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::conn::connect;
 use crate::client::pop3::Pop3;
 use crate::client::smtp::Smtp;
 use crate::verify::Ctx;
@@ -103,7 +104,7 @@ pub async fn run(ctx: &Ctx) -> Result<Vec<String>, String> {
     }
     // 4. The second over POP3S: the newest message of a's maildrop.
     let server = ctx.server_of(&a.address);
-    let mut pop = Pop3::connect(
+    let mut pop = connect::<Pop3>(
         server.addr(server.ports.pop3s),
         ctx.lab.host_ip(),
         Some((&ctx.tls, &server.hostname)),
