@@ -227,6 +227,25 @@ impl Lab {
         }
     }
 
+    /// The key log of labctl's own clients (docs/capture.md): written
+    /// only while a capture of this lab runs.
+    pub fn client_key_log(&self) -> PathBuf {
+        self.dir
+            .join(mailserver::tls::CaptureKeyLog::DIR)
+            .join("labctl-keys.log")
+    }
+
+    /// TLS for labctl's clients of this lab (`send`, `inspect`, `verify`...):
+    /// trusting the lab CA alone, and logging the sessions' secrets to the
+    /// lab's capture while one runs (never otherwise).
+    pub fn client_tls(&self) -> Result<crate::client::tls::Tls, crate::client::ClientError> {
+        Ok(
+            crate::client::tls::Tls::from_ca_file(&self.ca_cert)?.with_key_log(
+                std::sync::Arc::new(mailserver::tls::CaptureKeyLog::at(self.client_key_log())),
+            ),
+        )
+    }
+
     /// The DNS server's address.
     pub fn dns_addr(&self) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(self.dns.ip), self.dns.port)

@@ -4,31 +4,11 @@
 //! (`<lab>/capture/labctl-keys.log`, the same rule), all in the NSS key
 //! log format that goes into the pcapng's Decryption Secrets Block.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use mailserver::tls::CaptureKeyLog;
-
-use crate::client::ClientError;
-use crate::client::tls::Tls;
-use crate::lab::Lab;
-
-/// The key log of labctl's clients in lab directory `lab_dir`.
-pub fn client_key_log_path(lab_dir: &Path) -> PathBuf {
-    lab_dir.join(CaptureKeyLog::DIR).join("labctl-keys.log")
-}
 
 /// The key log of a mail node, relative to its data folder.
 pub fn server_key_log_path() -> String {
     format!("{}/{}", CaptureKeyLog::DIR, CaptureKeyLog::FILE)
-}
-
-/// TLS for labctl's clients of `lab` (`send`, `inspect`, `verify`...):
-/// trusting the lab CA alone, and logging the sessions' secrets to the
-/// lab's capture while one runs (never otherwise).
-pub fn client_tls(lab: &Lab) -> Result<Tls, ClientError> {
-    Ok(Tls::from_ca_file(&lab.ca_cert)?
-        .with_key_log(Arc::new(CaptureKeyLog::at(client_key_log_path(&lab.dir)))))
 }
 
 /// Only well-formed NSS key log lines of `text` (a label, then two hex

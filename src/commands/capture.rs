@@ -103,7 +103,7 @@ pub async fn run(catalog: &Catalog, args: &CaptureArgs) -> anyhow::Result<ExitCo
             .clone();
         let mut ctx = crate::verify::Ctx::new(lab.clone(), variant)
             .map_err(|e| exit::usage(format!("cannot replay: {e}")))?;
-        ctx.tls = keylog::client_tls(&lab).map_err(|e| exit::usage(e.to_string()))?;
+        ctx.tls = lab.client_tls().map_err(|e| exit::usage(e.to_string()))?;
         Some(ctx)
     } else {
         None
@@ -212,7 +212,7 @@ async fn key_logs(
     targets: &[Target<'_>],
     on: bool,
 ) -> anyhow::Result<()> {
-    let client = keylog::client_key_log_path(&lab.dir);
+    let client = lab.client_key_log();
     if on {
         if let Some(parent) = client.parent() {
             std::fs::create_dir_all(parent)
@@ -278,7 +278,7 @@ async fn gather_secrets(
             }
         }
     }
-    if let Ok(text) = std::fs::read_to_string(keylog::client_key_log_path(&lab.dir)) {
+    if let Ok(text) = std::fs::read_to_string(lab.client_key_log()) {
         all.push_str(&keylog::clean_lines(&text, &mut seen));
     }
     Ok(all)

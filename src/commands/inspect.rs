@@ -34,7 +34,7 @@ pub async fn run(o: &Options<'_>) -> anyhow::Result<ExitCode> {
     let (server, mailbox) = lab
         .mailbox(o.address)
         .map_err(|e| exit::usage(e.to_string()))?;
-    let tls = crate::capture::keylog::client_tls(&lab).map_err(|e| exit::usage(e.to_string()))?;
+    let tls = lab.client_tls().map_err(|e| exit::usage(e.to_string()))?;
     let (uid, raw) = async {
         let mut imap = connect::<Imap>(
             server.addr(server.ports.imaps),

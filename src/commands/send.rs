@@ -71,7 +71,7 @@ pub async fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
         files.push((name, data));
     }
     let (message, id) = build(args, files)?;
-    let tls = crate::capture::keylog::client_tls(&lab).map_err(|e| exit::usage(e.to_string()))?;
+    let tls = lab.client_tls().map_err(|e| exit::usage(e.to_string()))?;
     let accepted = async {
         let port = if args.implicit_tls {
             server.ports.submissions

@@ -159,7 +159,7 @@ async fn find_traced_message(
     sessions: &[trace::Session],
     wanted: Option<&str>,
 ) -> anyhow::Result<Option<Vec<u8>>> {
-    let tls = crate::capture::keylog::client_tls(lab).map_err(|e| exit::usage(e.to_string()))?;
+    let tls = lab.client_tls().map_err(|e| exit::usage(e.to_string()))?;
     match wanted {
         Some(id) => find_message(lab, &tls, None, &|raw| has_message_id(raw, id)).await,
         None => {

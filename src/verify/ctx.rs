@@ -70,7 +70,7 @@ pub struct Ctx {
 impl Ctx {
     /// Prepares a run against `lab`.
     pub fn new(lab: Lab, variant: Variant) -> Result<Self, ClientError> {
-        let tls = crate::capture::keylog::client_tls(&lab)?;
+        let tls = lab.client_tls()?;
         let resolver = dns::resolver(lab.dns_addr())?;
         let token = format!(
             "{:x}{:04x}",
